@@ -1,0 +1,177 @@
+"""Hubs and parking: the only module that switches greenlets.
+
+Theory of operation
+-------------------
+``Loop.run_forever()`` runs the loop's iterations on a *hub* greenlet. Task steps and
+callbacks run on the hub as in asyncio, with no switch at all. Greenlets leave the hub only
+here:
+
+* ``park(loop, fut)`` suspends the calling greenlet until ``fut`` is done. A green thread
+  switches to the hub. A task step running *on* the hub cannot switch to itself, so it hands
+  the loop to another hub (from a pool) and keeps its own stack; it is now an ex-hub whose
+  only job is to finish that step. When ``fut`` completes, its done-callback, running on the
+  current hub, switches into the parked greenlet.
+* An ex-hub that finishes its step notices, in ``Loop._run_iterations``, that it is no longer
+  the hub; it retires to the pool and switches back to the hub that woke it.
+* The hub that observes ``stop()`` returns, which resumes ``run_forever()``'s caller (every
+  hub's parent is that caller, so parent chains never form a cycle).
+
+asyncio's "current task" is left before switching away and re-entered after, otherwise the
+next task step on the new hub fails with "Cannot enter into task ... while another task ...
+is being executed".
+
+Nothing here runs inside a signal handler: asyncio's signal support only writes to the
+self-pipe, and handlers run later as ordinary callbacks (greenlet forbids switching in a
+signal handler).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from asyncio import tasks as _tasks
+from typing import TYPE_CHECKING, Any
+
+from greenlet import GreenletExit, getcurrent, greenlet
+
+if TYPE_CHECKING:
+    from ._loop import Loop
+
+__all__ = ["BlockingCallError", "park", "run_hub", "unwind_parked"]
+
+_enter_task = _tasks._enter_task
+_leave_task = _tasks._leave_task
+_current_task = _tasks.current_task
+
+
+class BlockingCallError(RuntimeError):
+    """A blocking-style call was made where it would stall or reorder the event loop."""
+
+
+def run_hub(loop: Loop) -> None:
+    """Body of run_forever(): run iterations on a hub until stop()."""
+    runner = getcurrent()
+    loop._runner = runner
+    hub = _take_hub(loop)
+    loop._hub = hub
+    hub.switch()
+
+
+def _take_hub(loop: Loop) -> greenlet:
+    pool = loop._hub_pool
+    while pool:
+        hub = pool.pop()
+        if not hub.dead:
+            try:
+                hub.parent = loop._runner
+            except ValueError:  # the runner descends from this hub: never reuse it
+                continue
+            return hub
+    return greenlet(functools.partial(_hub_main, loop), parent=loop._runner)
+
+
+def _hub_main(loop: Loop) -> None:
+    me = getcurrent()
+    while True:
+        if loop._run_iterations(me):
+            return  # stop() observed: back to run_forever() in the runner greenlet
+        # A step we ran blocked, was resumed by another hub and has finished: retire.
+        current = loop._hub
+        if current is None or loop.is_closed():
+            return  # unwound by close(): nothing to hand back to
+        loop._hub_pool.append(me)
+        current.switch()  # resumed when taken from the pool to become the hub again
+
+
+class _Wake:
+    """Done-callback that resumes one parked greenlet, at most once."""
+
+    __slots__ = ("glet",)
+
+    def __init__(self, glet: greenlet) -> None:
+        self.glet: greenlet | None = glet
+
+    def __call__(self, arg: Any) -> None:
+        glet = self.glet
+        if glet is not None:
+            self.glet = None
+            glet.switch(arg)
+
+
+_TIMED_OUT = object()
+
+
+def park(loop: Loop, fut: asyncio.Future[Any], timeout: float | None = None, what: str = "call") -> Any:
+    """Suspend the current green context until ``fut`` is done; return its result.
+
+    Raises TimeoutError if ``timeout`` passes first (``fut`` is then left untouched).
+    Must be called on the loop's OS thread while the loop is running.
+    """
+    me = getcurrent()
+    hub = loop._hub
+    task = _current_task(loop)
+    if me is hub:
+        if task is None:
+            raise BlockingCallError(
+                f"{what} was called from a plain event loop callback; it would block the "
+                "loop and reorder the callbacks queued after it. Call it from a green thread "
+                "(greenloop.spawn) or an asyncio task, or await the async equivalent"
+            )
+    elif hub is None:
+        raise BlockingCallError(f"{what} needs the event loop to be running")
+
+    wake = _Wake(me)
+    fut.add_done_callback(wake)
+    timer = loop.call_later(timeout, wake, _TIMED_OUT) if timeout is not None else None
+    owner: Any = task if task is not None else getattr(me, "gt", None)
+    if owner is not None:
+        owner._gl_waiter = fut
+    loop._parked[me] = fut
+    if task is not None:
+        _leave_task(loop, task)
+    try:
+        if me is hub:
+            # A task step on the hub blocks: hand the loop to another hub, keep our stack.
+            new_hub = _take_hub(loop)
+            loop._hub = new_hub
+            got = new_hub.switch()
+        else:
+            got = hub.switch()
+    finally:
+        if task is not None:
+            _enter_task(loop, task)
+        loop._parked.pop(me, None)
+        if owner is not None:
+            owner._gl_waiter = None
+        wake.glet = None
+        if timer is not None:
+            timer.cancel()
+    if got is _TIMED_OUT:
+        fut.remove_done_callback(wake)
+        raise TimeoutError
+    return fut.result()
+
+
+def unwind_parked(loop: Loop) -> None:
+    """At close(): unwind every greenlet still parked (their ``finally`` blocks run)."""
+    me = getcurrent()
+    for glet, fut in list(loop._parked.items()):
+        if glet.dead:
+            continue
+        fut.cancel()
+        try:
+            glet.parent = me
+            glet.throw(GreenletExit)
+        except GreenletExit:
+            pass
+        except ValueError:
+            pass
+    loop._parked.clear()
+    for hub in loop._hub_pool:
+        if not hub.dead:
+            try:
+                hub.parent = me
+                hub.throw(GreenletExit)
+            except (GreenletExit, ValueError):
+                pass
+    loop._hub_pool.clear()

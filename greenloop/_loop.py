@@ -1,0 +1,231 @@
+"""greenloop.Loop: an asyncio event loop whose iterations run on a hub greenlet.
+
+Transports, servers, subprocesses, signals and the sock_* methods come from asyncio's public
+``SelectorEventLoop`` (their behaviour *is* the spec, so we reuse rather than re-derive them).
+What greenloop owns is the run loop itself: :meth:`Loop._run_iterations` is the only place
+where callbacks are called, and it runs on a *hub* greenlet so that a task step that makes a
+blocking-style call can keep its stack while another hub carries on (see ``_hub.py``).
+
+asyncio internals relied on (guarded by the 3.11/3.12/3.13 test matrix):
+``_ready`` (deque of Handles), ``_scheduled`` (heap of TimerHandles with ``_when``,
+``_cancelled``, ``_scheduled``), ``_timer_cancelled_count``, ``_stopping``, ``_selector``,
+``_process_events``, ``_debug`` / ``slow_callback_duration`` / ``_current_handle``, and the
+run_forever set-up steps (``_check_closed``, ``_check_running``, ``_thread_id``,
+``_set_coroutine_origin_tracking``, the asyncgen hooks, ``events._set_running_loop``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import sys
+import threading
+from asyncio import base_events, events
+from collections.abc import Coroutine, Generator
+from contextvars import Context
+from typing import Any, TypeVar
+
+from greenlet import getcurrent, greenlet
+
+from . import _hub
+from ._poller import default_selector
+
+_T = TypeVar("_T")
+
+__all__ = ["GreenTask", "Loop"]
+
+_logger = asyncio.log.logger
+_MAX_TIMEOUT = base_events.MAXIMUM_SELECT_TIMEOUT
+_MIN_TIMERS_TO_COMPACT = base_events._MIN_SCHEDULED_TIMER_HANDLES
+_CANCELLED_FRACTION_TO_COMPACT = base_events._MIN_CANCELLED_TIMER_HANDLES_FRACTION
+
+
+class GreenTask(asyncio.Task):  # type: ignore[type-arg]
+    """asyncio's Task, plus delivery of ``cancel()`` to a blocking-style call in progress.
+
+    A task that is suspended inside a blocking-style call (``greenloop.sleep`` and friends)
+    has no ``_fut_waiter`` asyncio could cancel, so the call's own waiter future is kept here
+    and cancelled instead, exactly as asyncio cancels the future an ``await`` is parked on.
+    Those cancellations are counted here so ``cancelling()`` / ``uncancel()`` stay exact.
+    """
+
+    # _gl_waiter: the future a blocking-style call in this task waits on, else None.
+    # _gl_cancels: cancel() requests delivered through _gl_waiter (not counted by asyncio).
+    _gl_waiter: asyncio.Future[Any] | None = None
+    _gl_cancels = 0
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        waiter = self._gl_waiter
+        if waiter is not None and not self.done() and waiter.cancel(msg):
+            self._log_traceback = False
+            self._gl_cancels += 1
+            return True
+        return super().cancel(msg)
+
+    def cancelling(self) -> int:
+        return super().cancelling() + self._gl_cancels
+
+    def uncancel(self) -> int:
+        if self._gl_cancels:
+            self._gl_cancels -= 1
+            return self.cancelling()
+        return super().uncancel()
+
+
+class Loop(asyncio.SelectorEventLoop):
+    """The greenloop event loop: asyncio's API, greenloop's scheduler."""
+
+    def __init__(self) -> None:
+        super().__init__(default_selector())
+        # The greenlet currently running the loop's iterations (None while not running),
+        # the greenlet that called run_forever(), and parked hubs ready for reuse.
+        self._hub: greenlet | None = None
+        self._runner: greenlet | None = None
+        self._hub_pool: list[greenlet] = []
+        # Greenlets suspended in a blocking-style call, so close() can unwind them.
+        self._parked: dict[greenlet, asyncio.Future[Any]] = {}
+        self._old_agen_hooks_gl: Any = None
+
+    # -- tasks ---------------------------------------------------------------------------
+
+    def create_task(  # type: ignore[override]
+        self,
+        coro: Coroutine[Any, Any, _T] | Generator[Any, None, _T],
+        *,
+        name: str | None = None,
+        context: Context | None = None,
+    ) -> asyncio.Task[_T]:
+        if self._task_factory is not None:
+            return super().create_task(coro, name=name, context=context)
+        self._check_closed()
+        task: asyncio.Task[_T] = GreenTask(coro, loop=self, name=name, context=context)
+        if task._source_traceback:
+            del task._source_traceback[-1]
+        return task
+
+    # -- running -------------------------------------------------------------------------
+
+    def run_forever(self) -> None:
+        """Run until stop() is called."""
+        self._check_closed()
+        self._check_running()
+        self._set_coroutine_origin_tracking(self._debug)
+        self._old_agen_hooks_gl = sys.get_asyncgen_hooks()
+        try:
+            self._thread_id = threading.get_ident()
+            sys.set_asyncgen_hooks(
+                firstiter=self._asyncgen_firstiter_hook,
+                finalizer=self._asyncgen_finalizer_hook,
+            )
+            events._set_running_loop(self)
+            _hub.run_hub(self)
+        finally:
+            self._stopping = False
+            self._thread_id = None
+            self._hub = None
+            self._runner = None
+            events._set_running_loop(None)
+            self._set_coroutine_origin_tracking(False)
+            sys.set_asyncgen_hooks(*self._old_agen_hooks_gl)
+            self._old_agen_hooks_gl = None
+
+    def _poll_needed(self) -> bool:
+        # With callbacks ready, polling is only for fairness towards I/O. When nothing but
+        # the self-pipe is registered and no signal handler is installed, there is no I/O
+        # to be fair to: call_soon_threadsafe() appends to _ready itself and the self-pipe
+        # only has to wake a *sleeping* loop, so skip the syscall.
+        return len(self._selector.get_map()) > 1 or bool(self._signal_handlers)
+
+    def _run_iterations(self, me: greenlet) -> bool:
+        """Run loop iterations on hub ``me``: the only place where callbacks are called.
+
+        Returns True when stop() was observed, False when ``me`` stopped being the hub
+        because a task step it was running made a blocking-style call (another hub took
+        over; the step has now finished and ``me`` must retire).
+        """
+        ready = self._ready
+        scheduled = self._scheduled
+        selector = self._selector
+        heappop = heapq.heappop
+        time = self.time
+        while True:
+            # Timers: drop cancelled ones lazily, compacting only when they dominate.
+            n_timers = len(scheduled)
+            if (
+                n_timers > _MIN_TIMERS_TO_COMPACT
+                and self._timer_cancelled_count / n_timers > _CANCELLED_FRACTION_TO_COMPACT
+            ):
+                live = []
+                for handle in scheduled:
+                    if handle._cancelled:
+                        handle._scheduled = False
+                    else:
+                        live.append(handle)
+                heapq.heapify(live)
+                scheduled[:] = live
+                self._timer_cancelled_count = 0
+            else:
+                while scheduled and scheduled[0]._cancelled:
+                    self._timer_cancelled_count -= 1
+                    heappop(scheduled)._scheduled = False
+
+            if ready or self._stopping:
+                if self._poll_needed():
+                    self._process_events(selector.select(0))
+            else:
+                timeout: float | None = None
+                if scheduled:
+                    timeout = min(max(0.0, scheduled[0]._when - time()), _MAX_TIMEOUT)
+                self._process_events(selector.select(timeout))
+
+            if scheduled:
+                end_time = time() + self._clock_resolution
+                while scheduled and scheduled[0]._when < end_time:
+                    handle = heappop(scheduled)
+                    handle._scheduled = False
+                    ready.append(handle)
+
+            # Run the callbacks that are ready now; those they schedule wait for the next
+            # iteration, after another I/O poll. FIFO: the deque is consumed in order.
+            ntodo = len(ready)
+            if self._debug:
+                while ntodo:
+                    ntodo -= 1
+                    handle = ready.popleft()
+                    if handle._cancelled:
+                        continue
+                    self._run_debug(handle)
+                    if self._hub is not me:
+                        return False
+            else:
+                while ntodo:
+                    ntodo -= 1
+                    handle = ready.popleft()
+                    if handle._cancelled:
+                        continue
+                    handle._run()
+                    if self._hub is not me:
+                        return False
+            handle = None  # break reference cycles through a failed callback
+            if self._stopping:
+                return True
+
+    def _run_debug(self, handle: asyncio.Handle) -> None:
+        try:
+            self._current_handle = handle
+            t0 = self.time()
+            handle._run()
+            dt = self.time() - t0
+            if dt >= self.slow_callback_duration:
+                _logger.warning("Executing %s took %.3f seconds", base_events._format_handle(handle), dt)
+        finally:
+            self._current_handle = None
+
+    # -- closing -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self.is_running():
+            raise RuntimeError("Cannot close a running event loop")
+        if not self.is_closed():
+            _hub.unwind_parked(self)
+        super().close()

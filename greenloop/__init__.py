@@ -6,6 +6,15 @@ the loop. See README.md and docs/design.md.
 
 from __future__ import annotations
 
+from ._green import (
+    GreenThread,
+    await_,
+    current_green_thread,
+    sleep,
+    spawn,
+    wait_readable,
+    wait_writable,
+)
 from ._hub import BlockingCallError
 from ._loop import GreenTask, Loop
 from ._runner import EventLoopPolicy, install, new_event_loop, run
@@ -14,9 +23,16 @@ __all__ = [
     "BlockingCallError",
     "EventLoopPolicy",
     "GreenTask",
+    "GreenThread",
     "Loop",
+    "await_",
+    "current_green_thread",
     "install",
     "new_event_loop",
     "run",
+    "sleep",
+    "spawn",
+    "wait_readable",
+    "wait_writable",
 ]
 __version__ = "0.1.0"

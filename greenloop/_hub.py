@@ -49,15 +49,27 @@ class BlockingCallError(RuntimeError):
 
 
 def run_hub(loop: Loop) -> None:
-    """Body of run_forever(): run iterations on a hub until stop()."""
-    runner = getcurrent()
-    loop._runner = runner
-    hub = _take_hub(loop)
-    loop._hub = hub
-    hub.switch()
+    """Body of run_forever(): run iterations on a hub until stop().
+
+    New hubs are created here, on the runner greenlet, and never deep inside a blocked task
+    step: a greenlet starts with the Python recursion depth of the greenlet that first
+    switches into it, so hubs created by hubs would inherit ever deeper stacks.
+    """
+    loop._runner = getcurrent()
+    hub = _pooled_hub(loop)
+    while True:
+        if hub is None:
+            hub = greenlet(functools.partial(_hub_main, loop), parent=loop._runner)
+        loop._hub = hub
+        if hub.switch() is not _NEW_HUB:
+            return  # the hub that observed stop() returned
+        hub = None
 
 
-def _take_hub(loop: Loop) -> greenlet:
+_NEW_HUB = object()
+
+
+def _pooled_hub(loop: Loop) -> greenlet | None:
     pool = loop._hub_pool
     while pool:
         hub = pool.pop()
@@ -67,7 +79,7 @@ def _take_hub(loop: Loop) -> greenlet:
             except ValueError:  # the runner descends from this hub: never reuse it
                 continue
             return hub
-    return greenlet(functools.partial(_hub_main, loop), parent=loop._runner)
+    return None
 
 
 def _hub_main(loop: Loop) -> None:
@@ -132,9 +144,12 @@ def park(loop: Loop, fut: asyncio.Future[Any], timeout: float | None = None, wha
     try:
         if me is hub:
             # A task step on the hub blocks: hand the loop to another hub, keep our stack.
-            new_hub = _take_hub(loop)
-            loop._hub = new_hub
-            got = new_hub.switch()
+            new_hub = _pooled_hub(loop)
+            if new_hub is None:
+                got = loop._runner.switch(_NEW_HUB)  # run_hub() starts a fresh hub
+            else:
+                loop._hub = new_hub
+                got = new_hub.switch()
         else:
             got = hub.switch()
     finally:
@@ -175,3 +190,11 @@ def unwind_parked(loop: Loop) -> None:
             except (GreenletExit, ValueError):
                 pass
     loop._hub_pool.clear()
+    for glet in loop._green_pool:
+        if not glet.dead:
+            try:
+                glet.parent = me
+                glet.throw(GreenletExit)
+            except (GreenletExit, ValueError):
+                pass
+    loop._green_pool.clear()

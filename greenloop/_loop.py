@@ -25,7 +25,7 @@ from collections.abc import Coroutine, Generator
 from contextvars import Context
 from typing import Any, TypeVar
 
-from greenlet import getcurrent, greenlet
+from greenlet import greenlet
 
 from . import _hub
 from ._poller import default_selector
@@ -84,6 +84,8 @@ class Loop(asyncio.SelectorEventLoop):
         self._hub_pool: list[greenlet] = []
         # Greenlets suspended in a blocking-style call, so close() can unwind them.
         self._parked: dict[greenlet, asyncio.Future[Any]] = {}
+        # Finished green-thread greenlets kept for reuse (see _green.py).
+        self._green_pool: list[greenlet] = []
         self._old_agen_hooks_gl: Any = None
 
     # -- tasks ---------------------------------------------------------------------------

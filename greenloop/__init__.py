@@ -16,10 +16,13 @@ from ._green import (
     wait_writable,
 )
 from ._hub import BlockingCallError
-from ._loop import GreenTask, Loop
+from ._loop import PRIORITY_DEFAULT, PRIORITY_MAX, PRIORITY_MIN, GreenTask, Loop
 from ._runner import EventLoopPolicy, install, new_event_loop, run
 
 __all__ = [
+    "PRIORITY_DEFAULT",
+    "PRIORITY_MAX",
+    "PRIORITY_MIN",
     "BlockingCallError",
     "EventLoopPolicy",
     "GreenTask",

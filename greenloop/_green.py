@@ -25,7 +25,7 @@ from typing import Any, Generic, TypeVar
 from greenlet import GreenletExit, getcurrent, greenlet
 
 from . import _hub
-from ._loop import Loop
+from ._loop import PRIORITY_DEFAULT, PRIORITY_MAX, PRIORITY_MIN, Loop
 
 _T = TypeVar("_T")
 
@@ -246,6 +246,7 @@ class GreenThread(asyncio.Future, Generic[_T]):  # type: ignore[type-arg]
         loop: Loop,
         name: str | None = None,
         context: contextvars.Context | None = None,
+        priority: int = PRIORITY_DEFAULT,
     ) -> None:
         super().__init__(loop=loop)
         self.name = name if name is not None else f"GreenThread-{next(_names)}"
@@ -254,6 +255,16 @@ class GreenThread(asyncio.Future, Generic[_T]):  # type: ignore[type-arg]
         self._kwargs = kwargs
         self._context = context if context is not None else contextvars.copy_context()
         self._glet: greenlet | None = None
+        self.priority = priority
+
+    @property
+    def priority(self) -> int:
+        """Scheduling priority, PRIORITY_MIN..PRIORITY_MAX; takes effect at the next wake-up."""
+        return self._priority
+
+    @priority.setter
+    def priority(self, value: int) -> None:
+        self._priority = _check_priority(value)
 
     def __repr__(self) -> str:
         state = "finished" if self.done() else ("running" if self._glet is not None else "pending")
@@ -337,7 +348,7 @@ class GreenThread(asyncio.Future, Generic[_T]):  # type: ignore[type-arg]
         loop: Loop = self.get_loop()  # type: ignore[assignment]
         if loop._thread_id is not None and loop._thread_id != threading.get_ident():
             return self._join_from_os_thread(loop, timeout)
-        return wait(self, timeout, "GreenThread.join()")  # type: ignore[return-value]
+        return wait(self, timeout, "GreenThread.join()")  # type: ignore[no-any-return]
 
     def _join_from_os_thread(self, loop: Loop, timeout: float | None) -> _T:
         done = threading.Event()
@@ -368,11 +379,24 @@ def _green_main(gt: GreenThread[Any]) -> None:
         gt = hub.switch()
 
 
-def spawn(fn: Callable[..., _T], *args: Any, **kwargs: Any) -> GreenThread[_T]:
+def _check_priority(priority: Any) -> int:
+    if type(priority) is not int or not PRIORITY_MIN <= priority <= PRIORITY_MAX:
+        raise ValueError(
+            f"priority must be an int from {PRIORITY_MIN} to {PRIORITY_MAX} "
+            f"(default {PRIORITY_DEFAULT}), not {priority!r}"
+        )
+    return priority
+
+
+def spawn(
+    fn: Callable[..., _T], *args: Any, priority: int = PRIORITY_DEFAULT, **kwargs: Any
+) -> GreenThread[_T]:
     """Start ``fn(*args, **kwargs)`` on a new green thread and return its GreenThread.
 
     The green thread starts at the loop's next iteration, in a copy of the caller's
-    contextvars context. Use ``spawn_named`` style keywords through :func:`spawn_opts`.
+    contextvars context. ``priority`` (keyword, reserved) orders it against other work:
+    levels above PRIORITY_DEFAULT run before asyncio's callbacks in each loop iteration;
+    levels below run only in iterations where nothing else is ready (they can starve).
     """
     loop = events._get_running_loop()
     if loop is None:
@@ -388,8 +412,8 @@ def spawn(fn: Callable[..., _T], *args: Any, **kwargs: Any) -> GreenThread[_T]:
     loop._check_closed()
     if not callable(fn):
         raise TypeError(f"greenloop.spawn() needs a callable, not {type(fn).__name__}")
-    gt: GreenThread[_T] = GreenThread(fn, args, kwargs, loop=loop)
-    loop.call_soon(gt._start)
+    gt: GreenThread[_T] = GreenThread(fn, args, kwargs, loop=loop, priority=_check_priority(priority))
+    loop._call_soon_priority(priority, gt._start)
     return gt
 
 

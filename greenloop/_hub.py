@@ -110,6 +110,21 @@ class _Wake:
             glet.switch(arg)
 
 
+class _PriorityWake(_Wake):
+    """Wake-up for a green thread whose priority is not the default: queue, then switch."""
+
+    __slots__ = ("loop", "priority")
+
+    def __init__(self, glet: greenlet, loop: Loop, priority: int) -> None:
+        super().__init__(glet)
+        self.loop = loop
+        self.priority = priority
+
+    def __call__(self, arg: Any) -> None:
+        if self.glet is not None:
+            self.loop._call_soon_priority(self.priority, _Wake.__call__, self, arg)
+
+
 _TIMED_OUT = object()
 
 
@@ -132,10 +147,11 @@ def park(loop: Loop, fut: asyncio.Future[Any], timeout: float | None = None, wha
     elif hub is None:
         raise BlockingCallError(f"{what} needs the event loop to be running")
 
-    wake = _Wake(me)
+    owner: Any = task if task is not None else getattr(me, "gt", None)
+    priority = getattr(owner, "priority", 0)
+    wake = _Wake(me) if not priority else _PriorityWake(me, loop, priority)
     fut.add_done_callback(wake)
     timer = loop.call_later(timeout, wake, _TIMED_OUT) if timeout is not None else None
-    owner: Any = task if task is not None else getattr(me, "gt", None)
     if owner is not None:
         owner._gl_waiter = fut
     loop._parked[me] = fut
@@ -146,11 +162,13 @@ def park(loop: Loop, fut: asyncio.Future[Any], timeout: float | None = None, wha
             # A task step on the hub blocks: hand the loop to another hub, keep our stack.
             new_hub = _pooled_hub(loop)
             if new_hub is None:
+                assert loop._runner is not None
                 got = loop._runner.switch(_NEW_HUB)  # run_hub() starts a fresh hub
             else:
                 loop._hub = new_hub
                 got = new_hub.switch()
         else:
+            assert hub is not None
             got = hub.switch()
     finally:
         if task is not None:

@@ -17,13 +17,16 @@ run_forever set-up steps (``_check_closed``, ``_check_running``, ``_thread_id``,
 from __future__ import annotations
 
 import asyncio
+import collections
 import heapq
+import logging
+import selectors
 import sys
 import threading
 from asyncio import base_events, events
 from collections.abc import Coroutine, Generator
 from contextvars import Context
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from greenlet import greenlet
 
@@ -32,12 +35,20 @@ from ._poller import default_selector
 
 _T = TypeVar("_T")
 
-__all__ = ["GreenTask", "Loop"]
+__all__ = ["PRIORITY_DEFAULT", "PRIORITY_MAX", "PRIORITY_MIN", "GreenTask", "Loop"]
 
-_logger = asyncio.log.logger
-_MAX_TIMEOUT = base_events.MAXIMUM_SELECT_TIMEOUT
-_MIN_TIMERS_TO_COMPACT = base_events._MIN_SCHEDULED_TIMER_HANDLES
-_CANCELLED_FRACTION_TO_COMPACT = base_events._MIN_CANCELLED_TIMER_HANDLES_FRACTION
+# Green-thread scheduling priorities. PRIORITY_DEFAULT is the level of asyncio's callbacks
+# and tasks. Higher levels run first in every iteration; lower levels run only in an
+# iteration where nothing at the default level or above is ready, so they can starve.
+PRIORITY_MIN = -3
+PRIORITY_DEFAULT = 0
+PRIORITY_MAX = 3
+
+_logger = logging.getLogger("asyncio")  # asyncio's own logger, so filters users set apply
+# asyncio's tuning constants, reused so timer compaction behaves identically.
+_MAX_TIMEOUT: float = base_events.MAXIMUM_SELECT_TIMEOUT  # type: ignore[attr-defined]
+_MIN_TIMERS_TO_COMPACT: int = base_events._MIN_SCHEDULED_TIMER_HANDLES  # type: ignore[attr-defined]
+_CANCELLED_FRACTION_TO_COMPACT: float = base_events._MIN_CANCELLED_TIMER_HANDLES_FRACTION  # type: ignore[attr-defined]
 
 
 class GreenTask(asyncio.Task):  # type: ignore[type-arg]
@@ -75,6 +86,30 @@ class GreenTask(asyncio.Task):  # type: ignore[type-arg]
 class Loop(asyncio.SelectorEventLoop):
     """The greenloop event loop: asyncio's API, greenloop's scheduler."""
 
+    if TYPE_CHECKING:
+        # asyncio internals this class relies on (typeshed omits private names); the
+        # 3.11/3.12/3.13 test matrix and compat/ guard them.
+        _ready: collections.deque[Any]  # Handles
+        _scheduled: list[Any]  # heap of TimerHandles
+        _timer_cancelled_count: int
+        _stopping: bool
+        _debug: bool
+        _clock_resolution: float
+        _thread_id: int | None
+        _current_handle: asyncio.Handle | None
+        _selector: selectors.BaseSelector
+        _signal_handlers: dict[int, asyncio.Handle]
+        _task_factory: Any
+
+        def _process_events(self, event_list: list[tuple[selectors.SelectorKey, int]]) -> None: ...
+        def _call_soon(self, callback: Any, args: Any, context: Any) -> asyncio.Handle: ...
+        def _check_closed(self) -> None: ...
+        def _check_running(self) -> None: ...
+        def _write_to_self(self) -> None: ...
+        def _set_coroutine_origin_tracking(self, enabled: bool) -> None: ...
+        def _asyncgen_firstiter_hook(self, agen: Any) -> None: ...
+        def _asyncgen_finalizer_hook(self, agen: Any) -> None: ...
+
     def __init__(self) -> None:
         super().__init__(default_selector())
         # The greenlet currently running the loop's iterations (None while not running),
@@ -84,6 +119,12 @@ class Loop(asyncio.SelectorEventLoop):
         self._hub_pool: list[greenlet] = []
         # Greenlets suspended in a blocking-style call, so close() can unwind them.
         self._parked: dict[greenlet, asyncio.Future[Any]] = {}
+        # Ready queues for green threads whose priority is not the default; the default
+        # level is asyncio's own _ready deque, so callbacks keep their FIFO order.
+        self._prio_ready: list[collections.deque[Any]] = [
+            collections.deque() for _ in range(PRIORITY_MIN, PRIORITY_MAX + 1)
+        ]
+        self._prio_pending = 0
         # Finished green-thread greenlets kept for reuse (see _green.py).
         self._green_pool: list[greenlet] = []
         self._old_agen_hooks_gl: Any = None
@@ -100,10 +141,10 @@ class Loop(asyncio.SelectorEventLoop):
         if self._task_factory is not None:
             return super().create_task(coro, name=name, context=context)
         self._check_closed()
-        task: asyncio.Task[_T] = GreenTask(coro, loop=self, name=name, context=context)
+        task: Any = GreenTask(coro, loop=self, name=name, context=context)
         if task._source_traceback:
-            del task._source_traceback[-1]
-        return task
+            del task._source_traceback[-1]  # drop this frame, as asyncio does
+        return task  # type: ignore[no-any-return]
 
     # -- running -------------------------------------------------------------------------
 
@@ -145,6 +186,7 @@ class Loop(asyncio.SelectorEventLoop):
         because a task step it was running made a blocking-style call (another hub took
         over; the step has now finished and ``me`` must retire).
         """
+        handle: Any
         ready = self._ready
         scheduled = self._scheduled
         selector = self._selector
@@ -171,7 +213,7 @@ class Loop(asyncio.SelectorEventLoop):
                     self._timer_cancelled_count -= 1
                     heappop(scheduled)._scheduled = False
 
-            if ready or self._stopping:
+            if ready or self._stopping or self._prio_pending:
                 if self._poll_needed():
                     self._process_events(selector.select(0))
             else:
@@ -187,9 +229,16 @@ class Loop(asyncio.SelectorEventLoop):
                     handle._scheduled = False
                     ready.append(handle)
 
+            # Green threads with a raised priority run before asyncio's callbacks.
+            if self._prio_pending and not self._run_priority_levels(me, 1, PRIORITY_MAX):
+                return False
+
             # Run the callbacks that are ready now; those they schedule wait for the next
             # iteration, after another I/O poll. FIFO: the deque is consumed in order.
             ntodo = len(ready)
+            # Nothing at the default priority is ready: lowered priorities get their turn.
+            if not ntodo and self._prio_pending and not self._run_priority_levels(me, PRIORITY_MIN, -1):
+                return False
             if self._debug:
                 while ntodo:
                     ntodo -= 1
@@ -212,6 +261,39 @@ class Loop(asyncio.SelectorEventLoop):
             if self._stopping:
                 return True
 
+    def _run_priority_levels(self, me: greenlet, low: int, high: int) -> bool:
+        """Run one batch of each non-empty priority level from ``high`` down to ``low``.
+
+        Returns False if ``me`` stopped being the hub (see _run_iterations).
+        """
+        for level in range(high, low - 1, -1):
+            queue = self._prio_ready[level - PRIORITY_MIN]
+            ntodo = len(queue)
+            self._prio_pending -= ntodo
+            while ntodo:
+                ntodo -= 1
+                handle = queue.popleft()
+                if handle._cancelled:
+                    continue
+                if self._debug:
+                    self._run_debug(handle)
+                else:
+                    handle._run()
+                if self._hub is not me:
+                    return False
+        return True
+
+    def _call_soon_priority(self, priority: int, callback: Any, *args: Any) -> None:
+        """call_soon() at a green-thread priority; PRIORITY_DEFAULT is plain call_soon()."""
+        if priority == PRIORITY_DEFAULT:
+            self._call_soon(callback, args, None)
+            return
+        self._check_closed()
+        self._prio_ready[priority - PRIORITY_MIN].append(asyncio.Handle(callback, args, self, None))
+        self._prio_pending += 1
+        if self._thread_id is None or self._thread_id != threading.get_ident():
+            self._write_to_self()
+
     def _run_debug(self, handle: asyncio.Handle) -> None:
         try:
             self._current_handle = handle
@@ -219,7 +301,11 @@ class Loop(asyncio.SelectorEventLoop):
             handle._run()
             dt = self.time() - t0
             if dt >= self.slow_callback_duration:
-                _logger.warning("Executing %s took %.3f seconds", base_events._format_handle(handle), dt)
+                _logger.warning(
+                    "Executing %s took %.3f seconds",
+                    base_events._format_handle(handle),  # type: ignore[attr-defined]
+                    dt,
+                )
         finally:
             self._current_handle = None
 

@@ -6,6 +6,8 @@ the loop. See README.md and docs/design.md.
 
 from __future__ import annotations
 
+import sys
+
 from ._green import (
     GreenThread,
     await_,
@@ -39,3 +41,8 @@ __all__ = [
     "wait_writable",
 ]
 __version__ = "0.1.0"
+
+if sys.version_info >= (3, 12):
+    from ._loop import eager_task_factory as eager_task_factory
+
+    __all__ += ["eager_task_factory"]

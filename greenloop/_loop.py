@@ -83,6 +83,19 @@ class GreenTask(asyncio.Task):  # type: ignore[type-arg]
         return super().uncancel()
 
 
+if sys.version_info >= (3, 12):
+
+    def eager_task_factory(
+        loop: asyncio.AbstractEventLoop,
+        coro: Coroutine[Any, Any, Any],
+        *,
+        name: str | None = None,
+        context: Context | None = None,
+    ) -> asyncio.Task[Any]:
+        """Like ``asyncio.eager_task_factory``, creating GreenTasks (3.12+)."""
+        return GreenTask(coro, loop=loop, name=name, context=context, eager_start=True)  # type: ignore[call-arg]
+
+
 class Loop(asyncio.SelectorEventLoop):
     """The greenloop event loop: asyncio's API, greenloop's scheduler."""
 

@@ -206,6 +206,8 @@ def await_(awaitable: Awaitable[_T], timeout: float | None = None) -> _T:
     if loop is None and threading.current_thread() is threading.main_thread():
         loop = main_thread_loop()
     if loop is None:
+        if asyncio.iscoroutine(awaitable):
+            awaitable.close()  # it can never run here; don't also warn "never awaited"
         raise RuntimeError(
             "greenloop.await_() was called outside any green context (no greenloop loop runs "
             "on this OS thread); call it from a green thread, an asyncio task on a greenloop "

@@ -1,0 +1,499 @@
+"""Green threads and blocking-style calls: the semantics of design-notes §2."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from typing import Any
+
+import pytest
+
+import greenloop
+
+pytestmark = pytest.mark.timeout(60)
+
+cv: contextvars.ContextVar[str] = contextvars.ContextVar("cv", default="unset")
+
+
+def run(coro: Any) -> Any:
+    return greenloop.run(coro)
+
+
+def run_script(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run code in a fresh interpreter (process-wide state: the main thread's loop)."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+# -- green threads -------------------------------------------------------------------------
+
+
+def test_spawn_join_result_and_exception() -> None:
+    async def main() -> None:
+        gt = greenloop.spawn(lambda a, b=0: a + b, 2, b=3)
+        assert await gt == 5
+        assert gt.done() and gt.result() == 5 and gt.exception() is None
+
+        def boom() -> None:
+            raise ValueError("boom")
+
+        bad = greenloop.spawn(boom)
+        with pytest.raises(ValueError, match="boom"):
+            await bad
+        assert isinstance(bad.exception(), ValueError)
+
+    run(main())
+
+
+def test_join_from_green_thread_and_usable_as_future() -> None:
+    def child(x: int) -> int:
+        greenloop.sleep(0.01)
+        return x * 2
+
+    def parent() -> int:
+        kids = [greenloop.spawn(child, i) for i in range(10)]
+        return sum(k.join() for k in kids)
+
+    async def main() -> None:
+        assert await greenloop.spawn(parent) == 90
+        t = asyncio.ensure_future(asyncio.sleep(0.01, result="t"))
+        assert await asyncio.gather(greenloop.spawn(child, 1), t) == [2, "t"]
+        done, pending = await asyncio.wait([greenloop.spawn(child, 2)])
+        assert [d.result() for d in done] == [4] and not pending
+        assert await asyncio.wait_for(greenloop.spawn(child, 3), 5) == 6
+
+    run(main())
+
+
+def test_wait_for_green_thread_timeout_cancels_at_blocking_point() -> None:
+    events: list[str] = []
+
+    def slow() -> None:
+        try:
+            greenloop.sleep(10)
+        except asyncio.CancelledError:
+            events.append("cancelled")
+            raise
+        finally:
+            events.append("finally")
+
+    async def main() -> None:
+        gt = greenloop.spawn(slow)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(gt, 0.05)
+        assert gt.cancelled()
+
+    run(main())
+    assert events == ["cancelled", "finally"]
+
+
+def test_unjoined_exception_goes_to_handler_and_loop_survives() -> None:
+    seen: list[dict[str, Any]] = []
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: seen.append(ctx))
+
+        def boom() -> None:
+            raise KeyError("lost")
+
+        gt = greenloop.spawn(boom)
+        await asyncio.sleep(0.02)
+        assert gt.done()
+        # the loop keeps running other work afterwards
+        assert await greenloop.spawn(lambda: "alive") == "alive"
+
+    run(main())
+    assert len(seen) == 1
+    assert isinstance(seen[0]["exception"], KeyError)
+    assert "Unhandled exception in green thread" in seen[0]["message"]
+
+
+def test_cancel_before_start_and_cancel_twice() -> None:
+    ran: list[int] = []
+
+    async def main() -> None:
+        gt = greenloop.spawn(ran.append, 1)
+        assert gt.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await gt
+        assert not gt.cancel()
+
+    run(main())
+    assert ran == []
+
+
+def test_cancel_running_green_thread_raises_at_next_blocking_point() -> None:
+    events: list[str] = []
+
+    def self_cancel() -> None:
+        me = greenloop.current_green_thread()
+        assert me is not None
+        me.cancel("stop now")
+        events.append("still running")
+        try:
+            greenloop.sleep(1)
+        except asyncio.CancelledError as exc:
+            events.append(f"cancelled:{exc.args[0]}")
+            raise
+
+    async def main() -> None:
+        gt = greenloop.spawn(self_cancel)
+        with pytest.raises(asyncio.CancelledError):
+            await gt
+
+    run(main())
+    assert events == ["still running", "cancelled:stop now"]
+
+
+def test_contextvars_are_copied_into_green_threads() -> None:
+    async def main() -> None:
+        cv.set("parent")
+
+        def child() -> str:
+            seen = cv.get()
+            cv.set("child")
+            greenloop.sleep(0)
+            return seen + "/" + cv.get()
+
+        assert await greenloop.spawn(child) == "parent/child"
+        assert cv.get() == "parent"
+
+    run(main())
+
+
+def test_thousands_of_green_threads_overlap() -> None:
+    def worker(i: int) -> int:
+        greenloop.sleep(0.2)
+        return i
+
+    async def main() -> float:
+        t0 = time.monotonic()
+        gts = [greenloop.spawn(worker, i) for i in range(5000)]
+        assert sum(await asyncio.gather(*gts)) == sum(range(5000))
+        return time.monotonic() - t0
+
+    # 5,000 sleeps of 0.2 s: overlapping, not 1,000 s (a bound generous for a noisy machine)
+    assert run(main()) < 20
+
+
+# -- blocking-style calls inside asyncio tasks ----------------------------------------------
+
+
+def test_blocking_call_in_task_suspends_only_that_task() -> None:
+    async def blocker(i: int) -> int:
+        task = asyncio.current_task()
+        cv.set(f"task{i}")
+        greenloop.sleep(0.1)
+        assert asyncio.current_task() is task
+        assert cv.get() == f"task{i}"
+        await asyncio.sleep(0)
+        greenloop.sleep(0)
+        assert asyncio.current_task() is task
+        return i
+
+    async def ticker(stop: asyncio.Event) -> int:
+        ticks = 0
+        while not stop.is_set():
+            ticks += 1
+            await asyncio.sleep(0.005)
+        return ticks
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        tick = asyncio.create_task(ticker(stop))
+        results = await asyncio.gather(*(blocker(i) for i in range(1000)))
+        stop.set()
+        assert results == list(range(1000))
+        assert await tick > 3  # the ticker kept running while 1,000 tasks were blocked
+
+    run(main())
+
+
+def test_timeout_and_wait_for_interrupt_a_blocking_call_in_a_task() -> None:
+    async def main() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):
+                greenloop.sleep(10)
+        assert time.monotonic() - t0 < 5
+        assert task.cancelling() == 0
+        await asyncio.sleep(0)  # no stray cancellation left behind
+
+        async def inner() -> None:
+            greenloop.sleep(10)
+
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(inner(), 0.05)
+
+    run(main())
+
+
+def test_task_cancel_reaches_blocking_point_and_finally_runs() -> None:
+    events: list[str] = []
+
+    async def victim() -> None:
+        try:
+            greenloop.sleep(10)
+        finally:
+            events.append("finally")
+
+    async def main() -> None:
+        t = asyncio.create_task(victim())
+        await asyncio.sleep(0.01)
+        assert t.cancel("bye")
+        with pytest.raises(asyncio.CancelledError):
+            await t
+        assert t.cancelled()
+
+    run(main())
+    assert events == ["finally"]
+
+
+def test_taskgroup_with_blocking_children() -> None:
+    async def child(i: int) -> int:
+        greenloop.sleep(0.01 * i)
+        return i
+
+    async def failing() -> None:
+        greenloop.sleep(0.02)
+        raise RuntimeError("child failed")
+
+    async def main() -> None:
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(child(i)) for i in range(5)]
+        assert [t.result() for t in tasks] == list(range(5))
+        with pytest.raises(ExceptionGroup) as info:
+            async with asyncio.TaskGroup() as tg:
+                slow = tg.create_task(child(500))
+                tg.create_task(failing())
+        assert info.group_contains(RuntimeError)
+        assert slow.cancelled()
+
+    run(main())
+
+
+def test_await_from_sync_code() -> None:
+    def green() -> str:
+        return greenloop.await_(asyncio.sleep(0.01, result="from-green"))
+
+    async def main() -> None:
+        assert greenloop.await_(asyncio.sleep(0.01, result="from-task")) == "from-task"
+        assert await greenloop.spawn(green) == "from-green"
+        fut = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.01, fut.set_result, 7)
+        assert greenloop.await_(fut) == 7
+        with pytest.raises(TimeoutError):
+            greenloop.await_(asyncio.sleep(10), timeout=0.01)
+
+    run(main())
+
+
+def test_wait_readable_and_writable() -> None:
+    import socket
+
+    async def main() -> None:
+        a, b = socket.socketpair()
+        with a, b:
+            greenloop.wait_writable(a, timeout=1)
+            with pytest.raises(TimeoutError):
+                greenloop.wait_readable(b, timeout=0.01)
+            asyncio.get_running_loop().call_later(0.01, a.send, b"x")
+            greenloop.wait_readable(b.fileno(), timeout=5)
+            assert b.recv(1) == b"x"
+
+    run(main())
+
+
+# -- where a blocking call may be made -------------------------------------------------------
+
+
+def test_blocking_call_from_plain_callback_is_a_clear_error() -> None:
+    seen: list[dict[str, Any]] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda lp, ctx: seen.append(ctx))
+        loop.call_soon(greenloop.sleep, 0.01)
+        await asyncio.sleep(0.02)
+
+    run(main())
+    exc = seen[0]["exception"]
+    assert isinstance(exc, greenloop.BlockingCallError)
+    assert "plain event loop callback" in str(exc) and "greenloop.spawn" in str(exc)
+
+
+def test_call_from_another_os_thread_behaves_like_the_original() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        beats = 0
+
+        def os_thread() -> float:
+            t0 = time.monotonic()
+            greenloop.sleep(0.1)  # blocks this OS thread only
+            return time.monotonic() - t0
+
+        fut = loop.run_in_executor(None, os_thread)
+        while not fut.done():
+            beats += 1
+            await asyncio.sleep(0.005)
+        assert await fut >= 0.1
+        assert beats > 3
+
+    run(main())
+
+
+def test_plain_script_drives_the_loop() -> None:
+    proc = run_script(
+        """
+        import time, greenloop
+        t0 = time.monotonic()
+        gts = [greenloop.spawn(greenloop.sleep, 0.2) for _ in range(100)]
+        greenloop.sleep(0.05)
+        for gt in gts:
+            gt.join()
+        print("ok", round(time.monotonic() - t0, 1) < 5)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["ok", "True"]
+
+
+# -- bad input -------------------------------------------------------------------------------
+
+
+def test_bad_input_gets_clear_errors() -> None:
+    async def main() -> None:
+        def join_self() -> None:
+            me = greenloop.current_green_thread()
+            assert me is not None
+            me.join()
+
+        with pytest.raises(RuntimeError, match="cannot join itself"):
+            await greenloop.spawn(join_self)
+        gt = greenloop.spawn(greenloop.sleep, 0)
+        with pytest.raises(ValueError, match="non-negative"):
+            gt.join(timeout=-1)
+        await gt
+        with pytest.raises(ValueError, match="non-negative"):
+            greenloop.sleep(-1)
+        with pytest.raises(ValueError, match="non-negative"):
+            greenloop.wait_readable(0, timeout=float("nan"))
+        with pytest.raises(TypeError, match="needs a callable"):
+            greenloop.spawn(42)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="priority must be an int"):
+            greenloop.spawn(print, priority=99)
+
+    run(main())
+
+    errors: list[BaseException] = []
+
+    def os_thread() -> None:
+        try:
+            greenloop.await_(asyncio.sleep(0))
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=os_thread)
+    t.start()
+    t.join()
+    assert errors and "outside any green context" in str(errors[0])
+
+    loop = greenloop.new_event_loop()
+    loop.close()
+    coro = _spawn_on(loop, print)
+    with pytest.raises(RuntimeError, match="Event loop is closed"):
+        loop.run_until_complete(coro)
+    coro.close()
+
+
+def test_blocking_on_asyncio_loop_explains_how_to_fix() -> None:
+    async def main() -> None:
+        with pytest.raises(RuntimeError, match="needs a greenloop event loop"):
+            greenloop.sleep(0)
+
+    asyncio.run(main())
+
+
+# -- closing ----------------------------------------------------------------------------------
+
+
+def test_close_unwinds_parked_green_threads() -> None:
+    events: list[str] = []
+
+    def parked(i: int) -> None:
+        try:
+            greenloop.sleep(100)
+        finally:
+            events.append(f"finally{i}")
+
+    loop = greenloop.new_event_loop()
+    try:
+        asyncio.set_event_loop(loop)
+        gts = [loop.run_until_complete(_spawn_on(loop, parked, i)) for i in range(3)]
+        loop.run_until_complete(asyncio.sleep(0.01))
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+    assert sorted(events) == ["finally0", "finally1", "finally2"]
+    assert all(gt.cancelled() for gt in gts)
+
+
+async def _spawn_on(loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> greenloop.GreenThread[Any]:
+    assert asyncio.get_running_loop() is loop
+    return greenloop.spawn(fn, *args)
+
+
+# -- priorities -------------------------------------------------------------------------------
+
+
+def test_priorities_order_wakeups_and_low_runs_when_idle() -> None:
+    order: list[str] = []
+
+    def worker(tag: str) -> None:
+        for _ in range(3):
+            order.append(tag)
+            greenloop.sleep(0)
+
+    async def main() -> None:
+        async def task() -> None:
+            for _ in range(3):
+                order.append("task")
+                await asyncio.sleep(0)
+
+        gts = [
+            greenloop.spawn(worker, "low", priority=greenloop.PRIORITY_MIN),
+            greenloop.spawn(worker, "default"),
+            greenloop.spawn(worker, "high", priority=greenloop.PRIORITY_MAX),
+        ]
+        await asyncio.gather(task(), *gts)
+
+    run(main())
+    # high runs before default work in every iteration; low only once nothing else is ready
+    assert order.index("high") < order.index("default")
+    first_low = order.index("low")
+    assert all(tag == "low" for tag in order[first_low:])
+    assert order.count("low") == 3
+
+
+def test_priority_can_change_later() -> None:
+    async def main() -> None:
+        gt = greenloop.spawn(greenloop.sleep, 0.01)
+        gt.priority = 2
+        assert gt.priority == 2
+        with pytest.raises(ValueError):
+            gt.priority = 10
+        await gt
+
+    run(main())

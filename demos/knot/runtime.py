@@ -1,0 +1,176 @@
+"""The one place that knows which thread implementation Knot runs on.
+
+Knot's server code is plain threaded code on the stdlib socket API: ``accept``, ``recv`` and
+``sendall`` block the calling thread, timeouts come from ``settimeout``. This module supplies
+the threads and the sockets, and translates Knot's two scheduling hints:
+
+* which thread is the acceptor and which serve connections, for the paper's policies:
+  Knot-C favours active connections over accepting new ones, Knot-A the reverse;
+* ``offload(fn)``: run a blocking file-system call on a real OS thread (the paper's disk
+  thread pool) while only the calling (green) thread waits.
+
+Runtimes:
+  greenloop  green threads on greenloop's loop; policies map to green-thread priorities.
+  gevent     gevent after monkey.patch_all(); no priorities, so Knot-C yields after each
+             accept, which queues the acceptor behind every connection that is ready.
+  threads    one real OS thread per connection; the kernel schedules, policies are moot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+RUNTIMES = ("greenloop", "gevent", "threads")
+
+
+class Runtime:
+    """Threads for the real-OS-thread runtime; the base of the other two."""
+
+    name = "threads"
+    cooperative = False  # threads may switch anywhere: shared state needs a lock
+
+    def __init__(self, policy: str) -> None:
+        self.policy = policy
+        # Thousands of threads at the default 8 MiB of stack each would reserve tens of GB
+        # of address space; Knot's frames are shallow.
+        threading.stack_size(512 * 1024)
+
+    def spawn(self, fn: Callable[..., Any], *args: Any, acceptor: bool = False) -> None:
+        threading.Thread(target=fn, args=args, daemon=True).start()
+
+    def after_accept(self) -> None:
+        """Called by the acceptor after each new connection (a scheduling point)."""
+
+    def offload(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return fn(*args)  # already on a real OS thread
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)  # gevent patches time.sleep; looked up at call time
+
+    def wrap(self, sock: socket.socket) -> socket.socket:
+        """The blocking-style socket object to use for ``sock`` (an accepted connection)."""
+        return sock
+
+    def run(self, main: Callable[[], Any]) -> Any:
+        return main()
+
+
+class GeventRuntime(Runtime):
+    name = "gevent"
+    cooperative = True
+
+    def __init__(self, policy: str) -> None:
+        super().__init__(policy)
+        from gevent import monkey
+
+        monkey.patch_all()
+        import gevent
+
+        self._gevent = gevent
+        self._pool = gevent.get_hub().threadpool  # real OS threads
+
+    def spawn(self, fn: Callable[..., Any], *args: Any, acceptor: bool = False) -> None:
+        self._gevent.spawn(fn, *args)
+
+    def after_accept(self) -> None:
+        if self.policy == "C":
+            self._gevent.sleep(0)
+
+    def offload(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return self._pool.apply(fn, args)
+
+
+class GreenloopRuntime(Runtime):
+    name = "greenloop"
+    cooperative = True
+
+    def __init__(self, policy: str) -> None:
+        super().__init__(policy)
+        import greenloop
+
+        self._gl = greenloop
+        self._executor = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="knot-disk")
+        # Knot-C: connection threads one level above the acceptor, so every iteration of
+        # the loop serves all ready connections before accepting; Knot-A: the reverse.
+        high, low = greenloop.PRIORITY_DEFAULT + 1, greenloop.PRIORITY_DEFAULT
+        self._prio_acceptor = high if policy == "A" else low
+        self._prio_conn = low if policy == "A" else high
+        try:
+            from greenloop.green.socket import socket as green_socket
+        except ImportError:
+            green_socket = None
+        self._socket_class = green_socket
+
+    def spawn(self, fn: Callable[..., Any], *args: Any, acceptor: bool = False) -> None:
+        prio = self._prio_acceptor if acceptor else self._prio_conn
+        self._gl.spawn(fn, *args, priority=prio)
+
+    def sleep(self, seconds: float) -> None:
+        self._gl.sleep(seconds)
+
+    def offload(self, fn: Callable[..., Any], *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return self._gl.await_(loop.run_in_executor(self._executor, fn, *args))
+
+    def wrap(self, sock: socket.socket) -> Any:
+        if self._socket_class is None:
+            return _WaitingSocket(sock, self._gl)
+        if isinstance(sock, self._socket_class):
+            return sock
+        return self._socket_class(fileno=sock.detach())
+
+    def run(self, main: Callable[[], Any]) -> Any:
+        # A blocking call from the main greenlet drives the loop until it completes.
+        return self._gl.spawn(main, priority=self._prio_acceptor).join()
+
+
+class _WaitingSocket:
+    """Stand-in until greenloop.green.socket lands: blocking-style calls on a non-blocking
+    socket, waiting with greenloop.wait_readable / wait_writable. Covers what Knot uses."""
+
+    def __init__(self, sock: socket.socket, gl: Any) -> None:
+        sock.setblocking(False)
+        self._sock = sock
+        self._gl = gl
+        self._timeout: float | None = None
+
+    def settimeout(self, timeout: float | None) -> None:
+        self._timeout = timeout
+
+    def accept(self) -> tuple[Any, Any]:
+        while True:
+            try:
+                conn, addr = self._sock.accept()
+                return _WaitingSocket(conn, self._gl), addr
+            except BlockingIOError:
+                self._gl.wait_readable(self._sock, self._timeout)
+
+    def recv(self, n: int) -> bytes:
+        while True:
+            try:
+                return self._sock.recv(n)
+            except BlockingIOError:
+                self._gl.wait_readable(self._sock, self._timeout)
+
+    def sendall(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[self._sock.send(view) :]
+            except BlockingIOError:
+                self._gl.wait_writable(self._sock, self._timeout)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def load(name: str, policy: str = "C") -> Runtime:
+    """Set up runtime ``name``; for gevent this monkey-patches, so call it before other imports."""
+    cls = {"greenloop": GreenloopRuntime, "gevent": GeventRuntime, "threads": Runtime}[name]
+    return cls(policy)

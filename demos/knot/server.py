@@ -1,0 +1,233 @@
+"""Knot: a static web server in plain thread-per-connection style.
+
+After §5 of "Why Events Are a Bad Idea" (von Behren, Condit, Brewer, HotOS 2003). One thread
+accepts; every connection gets a thread of its own that reads a request, answers it and loops,
+with ordinary blocking calls. Whether those threads are greenloop's green threads, gevent's or
+the kernel's is decided in runtime.py and nowhere else.
+
+A connection's life, top to bottom (``Knot.converse``):
+
+    wait for bytes (idle timeout; once a request has started, the request timeout)
+    feed them to the parser; for each complete request, in order:
+        route it (405, 400, or a cache key) -> cache lookup -> on a miss, read the file on an
+        OS thread -> queue the answer
+    write the queued answers in one go (pipelined requests share a write)
+
+Every resource a client can make us hold is bounded: bytes per request (Limits), time per
+request and between requests (timeouts), time to take our answer (send timeout), the number of
+connections (503 beyond it), and the cache (bytes).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .files import Entry, PageCache, load, read_exactly, resolved_root
+from .http import Limits, Request, RequestReader, error_response, file_response, route
+from .runtime import Runtime
+
+RECV_SIZE = 65536
+# Queued answers are written once they exceed this, or when the parser has no more complete
+# requests; below it they are joined into one buffer (one send), above it sent one by one.
+FLUSH_AT = 65536
+STREAM_CHUNK = 256 * 1024
+# Errors after which the connection is closed (its byte stream can no longer be trusted, or
+# the client is being turned away).
+_CLOSING = {400, 408, 413, 414, 431, 500, 503}
+# accept() failures that say "not now" rather than "broken": out of descriptors or memory.
+_ACCEPT_RESOURCE = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+_ACCEPT_TRANSIENT = {errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR}
+
+
+@dataclass
+class Config:
+    root: str
+    max_conns: int = 10000
+    cache_bytes: int = 64 << 20
+    max_entry: int = 4 << 20  # bigger files are streamed, not cached
+    idle_timeout: float = 15.0  # between requests on a kept-alive connection
+    request_timeout: float = 10.0  # from a request's first byte to its last
+    send_timeout: float = 30.0  # for the client to take one batch of answers
+    limits: Limits | None = None
+
+
+class Writer:
+    """Answers queued on one connection and written together."""
+
+    def __init__(self, conn: Any, timeout: float) -> None:
+        self.conn = conn
+        self.timeout = timeout
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def add(self, data: bytes) -> None:
+        self.parts.append(data)
+        self.size += len(data)
+        if self.size >= FLUSH_AT:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.parts:
+            return
+        parts, size = self.parts, self.size
+        self.parts, self.size = [], 0
+        self.conn.settimeout(self.timeout)  # a client that stops reading is dropped in time
+        if size <= 4 * FLUSH_AT:
+            self.conn.sendall(parts[0] if len(parts) == 1 else b"".join(parts))
+        else:
+            for part in parts:  # big bodies: no copy just to save a send
+                self.conn.sendall(part)
+
+
+class Knot:
+    def __init__(self, cfg: Config, runtime: Runtime) -> None:
+        self.cfg = cfg
+        self.rt = runtime
+        self.root = resolved_root(cfg.root)
+        self.limits = cfg.limits or Limits()
+        self.cache = PageCache(cfg.cache_bytes)
+        # Guards the cache and the connection count. On green threads it is never contended
+        # (nothing in its sections blocks); on OS threads it is needed.
+        self.lock = threading.Lock()
+        self.active = 0
+        self._last_warning = 0.0
+
+    # -- the acceptor thread ---------------------------------------------------------------
+
+    def accept_forever(self, listener: socket.socket) -> None:
+        listener = self.rt.wrap(listener)
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError as exc:
+                if exc.errno in _ACCEPT_RESOURCE:
+                    # The connection stays in the backlog; try again when some other
+                    # connection has closed. Never spin, never die.
+                    self.warn(f"accept: {os.strerror(exc.errno)}; retrying")
+                    self.rt.sleep(0.05)
+                    continue
+                if exc.errno in _ACCEPT_TRANSIENT:
+                    continue  # that client gave up before we got to it
+                raise
+            with self.lock:
+                full = self.active >= self.cfg.max_conns
+                if not full:
+                    self.active += 1
+            if full:
+                self.refuse(conn)
+                continue
+            self.rt.spawn(self.connection, conn)
+            self.rt.after_accept()
+
+    def refuse(self, conn: socket.socket) -> None:
+        """Turn a connection away with a 503, without ever waiting for the client."""
+        try:
+            conn.setblocking(False)
+            conn.send(error_response(503, keep_alive=False))
+        except OSError:
+            pass
+        conn.close()
+
+    # -- one thread per connection ---------------------------------------------------------
+
+    def connection(self, conn: Any) -> None:
+        try:
+            conn = self.rt.wrap(conn)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.converse(conn, Writer(conn, self.cfg.send_timeout))
+        except OSError:
+            pass  # reset, broken pipe, a client that stopped reading: it is gone
+        except Exception as exc:  # a bug: lose this connection, not the server
+            self.warn(f"connection failed: {exc!r}")
+        finally:
+            conn.close()
+            with self.lock:
+                self.active -= 1
+
+    def converse(self, conn: Any, out: Writer) -> None:
+        """Answer requests in order until the client, a timeout or an error ends it."""
+        cfg = self.cfg
+        reader = RequestReader(self.limits)
+        while True:
+            if reader.in_request:
+                timeout = reader.started + cfg.request_timeout - time.monotonic()
+            else:
+                timeout = cfg.idle_timeout
+            try:
+                if timeout <= 0:
+                    raise TimeoutError
+                conn.settimeout(timeout)
+                data = conn.recv(RECV_SIZE)
+            except TimeoutError:
+                if reader.in_request:  # slow or stalled mid-request (slowloris)
+                    out.add(error_response(408, keep_alive=False))
+                    out.flush()
+                return
+            if not data:
+                return  # closed or half-closed: every complete request was answered already
+            error = reader.feed(data)
+            while reader.done:
+                if not self.answer(reader.done.popleft(), out):
+                    out.flush()
+                    return
+            if error:
+                out.add(error_response(error, keep_alive=False))
+                out.flush()
+                return
+            out.flush()
+
+    def answer(self, req: Request, out: Writer) -> bool:
+        """Queue the answer to ``req``; False if the connection must close after it."""
+        keep_alive = req.keep_alive and not req.close
+        key = route(req)
+        entry = key if isinstance(key, int) else self.lookup(key)
+        if isinstance(entry, int):
+            keep_alive = keep_alive and entry not in _CLOSING
+            out.add(error_response(entry, keep_alive, head_only=req.method == b"HEAD"))
+            return keep_alive
+        head, with_body = file_response(req, entry, keep_alive)
+        out.add(head)
+        if with_body:
+            if entry.body is not None:
+                out.add(entry.body)
+            elif not self.stream(entry, out):
+                return False
+        return keep_alive
+
+    def lookup(self, key: bytes) -> Entry | int:
+        """The page cache, and on a miss the file system (on a real OS thread)."""
+        with self.lock:
+            entry = self.cache.get(key)
+        if entry is None:
+            entry = self.rt.offload(load, self.root, key, self.cfg.max_entry)
+            if isinstance(entry, Entry):
+                with self.lock:
+                    self.cache.put(key, entry)
+        return entry
+
+    def stream(self, entry: Entry, out: Writer) -> bool:
+        """Send a file too big for the cache, chunk by chunk; False if it shrank meanwhile."""
+        fd = self.rt.offload(os.open, entry.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            for offset in range(0, entry.size, STREAM_CHUNK):
+                size = min(STREAM_CHUNK, entry.size - offset)
+                chunk = self.rt.offload(read_exactly, fd, size, offset)
+                if chunk is None:
+                    return False  # the length we promised can no longer be met
+                out.add(chunk)
+        finally:
+            os.close(fd)
+        return True
+
+    def warn(self, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last_warning >= 1.0:  # at most one line a second, whatever happens
+            self._last_warning = now
+            print(f"knot[{os.getpid()}]: {message}", file=sys.stderr, flush=True)

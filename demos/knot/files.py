@@ -37,16 +37,16 @@ _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 class Entry:
     """One file as served: its bytes (None if too big to cache) and precomputed headers."""
 
-    __slots__ = ("body", "headers", "mtime", "path", "size")
+    __slots__ = ("body", "ctype", "headers", "last_modified", "mtime", "path", "size")
 
     def __init__(self, path: bytes, body: bytes | None, size: int, mtime: int, ctype: str) -> None:
         self.path = path  # the resolved path, used to stream files too big for the cache
         self.body = body
         self.size = size
         self.mtime = mtime  # whole seconds: Last-Modified has no finer resolution
-        self.headers = (
-            f"Content-Type: {ctype}\r\nLast-Modified: {formatdate(mtime, usegmt=True)}\r\n".encode()
-        )
+        self.ctype = ctype
+        self.last_modified = formatdate(mtime, usegmt=True)
+        self.headers = f"Content-Type: {ctype}\r\nLast-Modified: {self.last_modified}\r\n".encode()
 
 
 def content_type(path: bytes) -> str:

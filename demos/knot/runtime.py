@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import errno
+import os
 import socket
 import threading
 import time
@@ -150,6 +152,14 @@ class _WaitingSocket:
                 return _WaitingSocket(conn, self._gl), addr
             except BlockingIOError:
                 self._gl.wait_readable(self._sock, self._timeout)
+
+    def connect(self, address: Any) -> None:
+        err = self._sock.connect_ex(address)
+        if err == errno.EINPROGRESS:
+            self._gl.wait_writable(self._sock, self._timeout)
+            err = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            raise OSError(err, os.strerror(err))
 
     def recv(self, n: int) -> bytes:
         while True:

@@ -1,0 +1,101 @@
+"""Starting and stopping the servers under test, each in its own process, pinned to CPUs.
+
+Every server prints one line with "http://HOST:PORT/" once it listens; ``Server`` waits for
+it, so a load can start the moment ``start`` returns. RSS is read from /proc (the server and
+any pre-forked workers together).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+# name -> (module, extra arguments, label in tables and plots)
+SERVERS: dict[str, tuple[str, list[str], str]] = {
+    "knot-c": ("demos.knot", ["--runtime", "greenloop", "--policy", "C"], "Knot-C (greenloop)"),
+    "knot-a": ("demos.knot", ["--runtime", "greenloop", "--policy", "A"], "Knot-A (greenloop)"),
+    "knot-gevent": ("demos.knot", ["--runtime", "gevent", "--policy", "C"], "Knot (gevent)"),
+    "knot-threads": ("demos.knot", ["--runtime", "threads"], "Knot (OS threads)"),
+    "aiohttp-asyncio": ("demos.aiohttp_baseline", ["--loop", "asyncio"], "aiohttp (asyncio)"),
+    "aiohttp-uvloop": ("demos.aiohttp_baseline", ["--loop", "uvloop"], "aiohttp (uvloop)"),
+    "aiohttp-static": (
+        "demos.aiohttp_baseline",
+        ["--loop", "uvloop", "--variant", "static"],
+        "aiohttp web.static (uvloop)",
+    ),  # fmt: skip
+    "uvloop-httptools": ("demos.uvloop_httptools", [], "uvloop + httptools (events)"),
+}
+_READY = re.compile(r"http://\[?[^\s\]]*\]?:(\d+)/")
+
+
+class Server:
+    def __init__(self, name: str, root: str, cpus: set[int] | None = None, port: int = 0,
+                 extra: list[str] | None = None, startup_timeout: float = 20.0) -> None:  # fmt: skip
+        module, args, self.label = SERVERS[name]
+        self.name = name
+        cmd = [sys.executable, "-m", module, "--root", root, "--port", str(port), *args, *(extra or [])]
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            text=True,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,  # noqa: PLW1509
+        )
+        deadline = time.monotonic() + startup_timeout
+        line = ""
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline() if self.proc.stdout else ""
+            match = _READY.search(line)
+            if match:
+                self.port = int(match.group(1))
+                break
+            if not line and self.proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with status {self.proc.returncode} before listening")
+        else:
+            self.stop()
+            raise RuntimeError(f"{name} did not start listening within {startup_timeout} s: {line!r}")
+        self.url = f"http://127.0.0.1:{self.port}/"
+
+    def rss(self) -> int:
+        """Resident memory (bytes) of the server and its worker processes."""
+        total = 0
+        for pid in [self.proc.pid, *_children(self.proc.pid)]:
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmRSS:"):
+                            total += int(line.split()[1]) * 1024
+            except OSError:
+                pass
+        return total
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []

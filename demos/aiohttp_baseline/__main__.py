@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import os
 import sys
+from typing import Any
 
 from aiohttp import web
 
@@ -25,7 +26,8 @@ from demos.knot.files import Entry, PageCache, cache_key, load, resolved_root
 MAX_ENTRY = 4 << 20  # as Knot: bigger files are not cached
 
 
-def cached_handler(root: str, cache_bytes: int):  # noqa: ANN201 - an aiohttp handler
+def cached_handler(root: str, cache_bytes: int) -> Any:
+    """The request handler: Knot's path checks and page cache, aiohttp's HTTP."""
     real_root = resolved_root(root)
     cache = PageCache(cache_bytes)
 

@@ -52,8 +52,17 @@ def _request(path: str, host: str, close: bool) -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{conn}\r\n".encode()
 
 
-def client(rt: knot_runtime.Runtime, addr: tuple[str, int], paths: list[str], start: int,
-           per_conn: int, deadline: float, stats: Stats, timeout: float) -> None:  # fmt: skip
+def client(
+    rt: knot_runtime.Runtime,
+    addr: tuple[str, int],
+    paths: list[str],
+    *,
+    start: int,
+    per_conn: int,
+    deadline: float,
+    stats: Stats,
+    timeout: float,
+) -> None:
     i = start
     host = f"{addr[0]}:{addr[1]}"
     while time.monotonic() < deadline:
@@ -93,8 +102,16 @@ def client(rt: knot_runtime.Runtime, addr: tuple[str, int], paths: list[str], st
             sock.close()
 
 
-def run(host: str, port: int, clients: int, duration: float, paths_file: str, per_conn: int = 10,
-        timeout: float = 10.0) -> dict[str, float]:  # fmt: skip
+def run(
+    host: str,
+    port: int,
+    *,
+    clients: int,
+    duration: float,
+    paths_file: str,
+    per_conn: int = 10,
+    timeout: float = 10.0,
+) -> dict[str, float]:
     rt = knot_runtime.load("greenloop")
     with open(paths_file) as f:
         paths = f.read().split()
@@ -106,7 +123,17 @@ def run(host: str, port: int, clients: int, duration: float, paths_file: str, pe
         t0 = time.monotonic()
         deadline = t0 + duration
         threads = [
-            greenloop.spawn(client, rt, (host, port), paths, k * 7919, per_conn, deadline, stats, timeout)
+            greenloop.spawn(
+                client,
+                rt,
+                (host, port),
+                paths,
+                start=k * 7919,
+                per_conn=per_conn,
+                deadline=deadline,
+                stats=stats,
+                timeout=timeout,
+            )
             for k in range(clients)
         ]
         for t in threads:
@@ -140,7 +167,15 @@ def main() -> None:
     p.add_argument("--per-conn", type=int, default=10)
     p.add_argument("--timeout", type=float, default=10.0)
     args = p.parse_args()
-    result = run(args.host, args.port, args.clients, args.duration, args.paths, args.per_conn, args.timeout)
+    result = run(
+        args.host,
+        args.port,
+        clients=args.clients,
+        duration=args.duration,
+        paths_file=args.paths,
+        per_conn=args.per_conn,
+        timeout=args.timeout,
+    )
     print("KNOT-RESULT " + json.dumps(result), flush=True)
 
 

@@ -26,15 +26,23 @@ SERVERS: dict[str, tuple[str, list[str], str]] = {
         "demos.aiohttp_baseline",
         ["--loop", "uvloop", "--variant", "static"],
         "aiohttp web.static (uvloop)",
-    ),  # fmt: skip
+    ),
     "uvloop-httptools": ("demos.uvloop_httptools", [], "uvloop + httptools (events)"),
 }
 _READY = re.compile(r"http://\[?[^\s\]]*\]?:(\d+)/")
 
 
 class Server:
-    def __init__(self, name: str, root: str, cpus: set[int] | None = None, port: int = 0,
-                 extra: list[str] | None = None, startup_timeout: float = 20.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        name: str,
+        root: str,
+        *,
+        cpus: set[int] | None = None,
+        port: int = 0,
+        extra: list[str] | None = None,
+        startup_timeout: float = 20.0,
+    ) -> None:
         module, args, self.label = SERVERS[name]
         self.name = name
         cmd = [sys.executable, "-m", module, "--root", root, "--port", str(port), *args, *(extra or [])]

@@ -30,7 +30,7 @@ def have_wrk() -> bool:
 
 def _limits_and_affinity(cpus: set[int] | None) -> Any:
     def setup() -> None:
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         if cpus:
             os.sched_setaffinity(0, cpus)
@@ -38,17 +38,44 @@ def _limits_and_affinity(cpus: set[int] | None) -> Any:
     return setup
 
 
-def run(server: Server, clients: int, duration: float, paths_file: str, per_conn: int = 10,
-        cpus: set[int] | None = None, timeout: float = 10.0, tool: str | None = None) -> dict[str, Any]:  # fmt: skip
+def run(
+    server: Server,
+    clients: int,
+    duration: float,
+    paths_file: str,
+    *,
+    per_conn: int = 10,
+    cpus: set[int] | None = None,
+    timeout: float = 10.0,
+    tool: str | None = None,
+) -> dict[str, Any]:
     tool = tool or ("wrk" if have_wrk() else "client")
     if tool == "wrk":
         threads = max(1, min(clients, len(cpus) if cpus else 2))
-        cmd = ["wrk", "-t", str(threads), "-c", str(clients), "-d", f"{duration}s",
-               "--timeout", f"{timeout:g}s", "-s", LUA, server.url, "--", paths_file, str(per_conn)]  # fmt: skip
+        cmd = [
+            "wrk",
+            "-t",
+            str(threads),
+            "-c",
+            str(clients),
+            "-d",
+            f"{duration}s",
+            "--timeout",
+            f"{timeout:g}s",
+        ]
+        cmd += ["-s", LUA, server.url, "--", paths_file, str(per_conn)]
     else:
-        cmd = [sys.executable, "-m", "demos.load.client", "--port", str(server.port),
-               "--clients", str(clients), "--duration", str(duration), "--paths", paths_file,
-               "--per-conn", str(per_conn), "--timeout", str(timeout)]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "demos.load.client",
+            "--port",
+            str(server.port),
+            "--clients",
+            str(clients),
+        ]
+        cmd += ["--duration", str(duration), "--paths", paths_file, "--per-conn", str(per_conn)]
+        cmd += ["--timeout", str(timeout)]
     rss = [server.rss()]
     stop = threading.Event()
 
@@ -64,7 +91,7 @@ def run(server: Server, clients: int, duration: float, paths_file: str, per_conn
             capture_output=True,
             text=True,
             timeout=duration + timeout + 60,
-            preexec_fn=_limits_and_affinity(cpus),  # noqa: PLW1509
+            preexec_fn=_limits_and_affinity(cpus),
             check=False,
         )
     finally:

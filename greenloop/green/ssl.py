@@ -1,0 +1,5 @@
+"""Cooperative ``ssl`` (work in progress)."""
+
+from __future__ import annotations
+
+__implements__: list[str] = []

@@ -1,0 +1,339 @@
+"""Green ``threading.Thread`` and the thread-identity functions of a patched ``threading``.
+
+The synchronisation primitives (Lock, RLock, Condition, Event, Semaphore, BoundedSemaphore,
+Barrier) live in ``greenloop.green.threading``; this module supplies what makes a *thread*:
+
+* ``Thread.start()`` on a thread that has a greenloop loop (the main thread, a green thread,
+  a task) starts a green thread on that loop. Anywhere else (an executor worker, a thread a
+  C library started, under a running non-greenloop asyncio loop) it starts a real OS thread,
+  exactly as the original would: patched code used from real threads behaves as the original.
+* ``get_ident()`` and ``current_thread()`` tell green threads apart: each green thread has
+  its own ident and ``Thread`` object (greenloop.spawn()'s green threads get a dummy one, as
+  threads started by ``_thread.start_new_thread`` do in CPython). Outside green threads
+  (the main greenlet, asyncio tasks, real OS threads) they are the originals.
+* ``local`` is per green thread (CPython's pure-Python ``_threading_local`` algorithm, keyed
+  on the ``current_thread()`` above).
+* ``_shutdown()``, which the interpreter calls at exit, first joins the non-daemon green
+  threads (driving the main thread's loop), so a patched program exits when its threads are
+  done, exactly as a threaded program does.
+
+``Thread`` subclasses the original ``threading.Thread`` (through the unpatched copy in
+``_realthreads``), so ``isinstance`` checks against the original class still hold, and the
+real-thread fallback is the original code.
+"""
+
+from __future__ import annotations
+
+import _thread
+import asyncio
+import importlib.util
+import sys
+import weakref
+from asyncio import events
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from greenlet import GreenletExit, getcurrent
+
+from greenloop import _green
+from greenloop._loop import Loop
+from greenloop.monkey import original_module as _original_module
+
+from ._realthreads import threading as _real
+
+__implements__ = [
+    "Thread",
+    "Timer",
+    "local",
+    "get_ident",
+    "current_thread",
+    "currentThread",
+    "enumerate",
+    "active_count",
+    "activeCount",
+    "_shutdown",
+]
+__all__ = [
+    "Thread",
+    "Timer",
+    "activeCount",
+    "active_count",
+    "currentThread",
+    "current_thread",
+    "enumerate",
+    "get_ident",
+    "local",
+]
+
+_orig_get_ident = _thread.get_ident
+_orig_get_native_id = _thread.get_native_id
+# The identity original: it works on the threading module's own state (its globals).
+_orig_shutdown = _original_module("threading").__dict__["_shutdown"]
+_MAIN_IDENT = _real.main_thread().ident
+# Green threads started through Thread.start(), by ident, while they are alive.
+_green_active: dict[int, Thread] = {}
+# The Thread object of each green thread that has one (GreenThread has no __dict__).
+_pythreads: weakref.WeakKeyDictionary[Any, Thread] = weakref.WeakKeyDictionary()
+
+
+def _green_loop() -> Loop | None:
+    """The loop a thread started here runs on as a green thread; None means a real thread."""
+    loop = events._get_running_loop()
+    if loop is None:
+        if _orig_get_ident() != _MAIN_IDENT:
+            return None
+        return _green.main_thread_loop()
+    return loop if isinstance(loop, Loop) else None
+
+
+def get_ident() -> int:
+    """A nonzero integer identifying the current green thread (or OS thread outside them)."""
+    gt = getattr(getcurrent(), "gt", None)
+    if gt is None:
+        return _orig_get_ident()
+    return id(gt)
+
+
+def current_thread() -> Any:
+    """The ``Thread`` object of the current green thread (or OS thread outside them)."""
+    gt = getattr(getcurrent(), "gt", None)
+    if gt is None:
+        return _real.current_thread()
+    thread = _pythreads.get(gt)
+    if thread is None:
+        thread = _DummyGreenThread(gt)
+    return thread
+
+
+currentThread = current_thread
+
+
+def enumerate() -> list[Any]:
+    """All live threads: the real ones and the green threads started through ``Thread``."""
+    threads: list[Any] = _real.enumerate()
+    return threads + list(_green_active.values())
+
+
+def active_count() -> int:
+    """The number of live threads, green ones included (``len(enumerate())``)."""
+    return len(enumerate())
+
+
+activeCount = active_count
+
+
+def _excepthook(args: Any) -> None:
+    # Whatever the program installed as threading.excepthook, looked up when it is needed.
+    hook = getattr(sys.modules.get("threading"), "excepthook", None) or _real.excepthook
+    try:
+        hook(args)
+    except Exception:
+        sys.excepthook(*sys.exc_info())
+
+
+class Thread(_real.Thread):  # type: ignore[misc,name-defined]
+    """``threading.Thread``, run as a green thread when started where a greenloop loop is."""
+
+    _gl_gt: _green.GreenThread[None] | None = None
+    _gl_done = False
+
+    def __init__(
+        self,
+        group: None = None,
+        target: Callable[..., object] | None = None,
+        name: str | None = None,
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        daemon: bool | None = None,
+    ) -> None:
+        super().__init__(group, target, name, args, kwargs, daemon=daemon)
+        if daemon is None:  # inherit from the creating thread, green or not
+            self._daemonic = current_thread().daemon
+        self._gl_on_done: list[Callable[[], object]] = []
+        # The original reads threading.excepthook from its own namespace; honour the one the
+        # program set on the (patched) module, for real and green threads alike.
+        self._invoke_excepthook = self._gl_invoke_excepthook
+
+    def _gl_invoke_excepthook(self, thread: Any) -> None:
+        exc_type, exc_value, exc_tb = sys.exc_info()
+        _excepthook(_real.ExceptHookArgs([exc_type, exc_value, exc_tb, thread]))
+
+    def start(self) -> None:
+        if not self._initialized:
+            raise RuntimeError("thread.__init__() not called")
+        if self._started.is_set():
+            raise RuntimeError("threads can only be started once")
+        loop = _green_loop()
+        if loop is None:
+            super().start()
+            return
+        gt = _green.spawn(self._gl_bootstrap)
+        gt.name = self.name
+        _pythreads[gt] = self
+        self._gl_gt = gt
+        self._ident = id(gt)
+        self._native_id = _orig_get_native_id()
+        _green_active[self._ident] = self
+        self._started.set()
+
+    def _gl_bootstrap(self) -> None:
+        trace, profile = _real._trace_hook, _real._profile_hook
+        if trace is not None:
+            sys.settrace(trace)
+        if profile is not None:
+            sys.setprofile(profile)
+        try:
+            self.run()
+        except SystemExit:
+            pass
+        except (asyncio.CancelledError, GreenletExit, KeyboardInterrupt):
+            raise  # cancellation, loop shutdown, Ctrl-C: the green thread machinery's business
+        except BaseException:
+            self._invoke_excepthook(self)
+        finally:
+            self._gl_finish()
+
+    def _gl_finish(self) -> None:
+        self._gl_done = True
+        _green_active.pop(self._ident, None)  # type: ignore[arg-type]
+        callbacks, self._gl_on_done = self._gl_on_done, []
+        for callback in callbacks:
+            callback()
+
+    def is_alive(self) -> bool:
+        if self._gl_gt is None:
+            return bool(super().is_alive())
+        return not self._gl_done
+
+    def join(self, timeout: float | None = None) -> None:
+        gt = self._gl_gt
+        if gt is None:
+            super().join(timeout)
+            return
+        if self is current_thread():
+            raise RuntimeError("cannot join current thread")
+        if self._gl_done:
+            return
+        if timeout is not None:
+            timeout = max(timeout, 0.0)
+        loop: Loop = gt.get_loop()  # type: ignore[assignment]
+        if loop._thread_id is not None and loop._thread_id != _orig_get_ident():
+            # From another OS thread: a real event, set from the loop's thread.
+            done = _real.Event()
+            loop.call_soon_threadsafe(self._gl_add_on_done, done.set)
+            done.wait(timeout)
+            return
+        fut: asyncio.Future[None] = loop.create_future()
+        self._gl_on_done.append(lambda: _green._set_result_unless_done(fut))
+        try:
+            _green.wait(fut, timeout, "Thread.join()")
+        except TimeoutError:
+            pass
+
+    def _gl_add_on_done(self, callback: Callable[[], object]) -> None:
+        if self._gl_done:
+            callback()
+        else:
+            self._gl_on_done.append(callback)
+
+    def __repr__(self) -> str:
+        if self._gl_gt is None:
+            return str(super().__repr__())
+        status = "stopped" if self._gl_done else "started"
+        if self._daemonic:
+            status += " daemon"
+        return f"<{type(self).__name__}({self._name}, {status} {self._ident}) green>"
+
+
+class _DummyGreenThread(Thread):
+    """The ``Thread`` object of a green thread that ``threading`` did not start (spawn())."""
+
+    def __init__(self, gt: _green.GreenThread[Any]) -> None:
+        super().__init__(name=gt.name, daemon=True)
+        self._gl_gt = gt
+        self._ident = id(gt)
+        self._native_id = _orig_get_native_id()
+        self._started.set()
+        _pythreads[gt] = self
+
+    def is_alive(self) -> bool:
+        assert self._gl_gt is not None
+        return not self._gl_gt.done()
+
+    def join(self, timeout: float | None = None) -> None:
+        raise RuntimeError("cannot join a dummy thread")
+
+
+class Timer(Thread):
+    """Call a function after a number of seconds, on its own (green) thread; ``cancel()`` stops it."""
+
+    def __init__(
+        self,
+        interval: float,
+        function: Callable[..., object],
+        args: Iterable[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        from greenloop.green.threading import Event  # type: ignore[import-not-found,unused-ignore]
+
+        self.interval = interval
+        self.function = function
+        self.args = args if args is not None else []
+        self.kwargs = kwargs if kwargs is not None else {}
+        self.finished = Event()
+
+    def cancel(self) -> None:
+        """Stop the timer if it hasn't finished yet."""
+        self.finished.set()
+
+    def run(self) -> None:
+        self.finished.wait(self.interval)
+        if not self.finished.is_set():
+            self.function(*self.args, **self.kwargs)
+        self.finished.set()
+
+
+def _load_local() -> type:
+    """CPython's ``_threading_local.local``, keyed on the green ``current_thread()``."""
+    import _threading_local
+
+    spec = importlib.util.spec_from_file_location(
+        "greenloop._green_threading_local", _threading_local.__file__
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    # Its lock only guards dict bookkeeping that never switches: an OS-level RLock is right.
+    module.__dict__.update(current_thread=current_thread, RLock=_real.RLock)
+    cls: type = module.local
+    return cls
+
+
+local = _load_local()
+
+
+def _shutdown() -> None:
+    """At interpreter exit: join non-daemon green threads, then the original shutdown."""
+    if _orig_get_ident() == _MAIN_IDENT:
+        while True:
+            pending = [
+                t
+                for t in list(_green_active.values())
+                if not t.daemon and not t._gl_done and _joinable_at_exit(t)
+            ]
+            if not pending:
+                break
+            for thread in pending:
+                thread.join()
+    _orig_shutdown()
+
+
+def _joinable_at_exit(thread: Thread) -> bool:
+    gt = thread._gl_gt
+    if gt is None:
+        return False
+    loop = gt.get_loop()
+    # A green thread of a loop that is closed (asyncio.run returned) can never finish.
+    return not loop.is_closed() and not loop.is_running()

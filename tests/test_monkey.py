@@ -1,0 +1,490 @@
+"""patch_all() and friends. patch_all() is irreversible, so every case runs in a fresh interpreter.
+
+Each case is a small program given to ``python -c``; it prints what it observed and the test
+checks the output. Timing bounds are loose (2 shared cores) but far below what the blocking
+originals would need, so they prove that the waits overlapped.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+PRELUDE = "import greenloop, greenloop.monkey as monkey\n"
+
+
+def run(
+    code: str, *, timeout: float = 30, check: bool = True, prelude: str = PRELUDE
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-c", prelude + textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        pytest.fail(f"exit code {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+def lines(proc: subprocess.CompletedProcess[str]) -> list[str]:
+    return proc.stdout.split()
+
+
+# -- the table, idempotence, originals ---------------------------------------------------------
+
+
+def test_patch_all_is_idempotent_and_reports_every_module() -> None:
+    proc = run(
+        """
+        import time, socket, select, selectors, threading, queue, _thread
+        orig_sleep = time.sleep
+        monkey.patch_all()
+        patched = time.sleep
+        monkey.patch_all()
+        assert time.sleep is patched and patched is not orig_sleep
+        assert monkey.get_original("time", "sleep") is orig_sleep
+        for name in ("socket", "dns", "ssl", "select", "selectors", "time", "threading",
+                     "thread", "_thread", "queue", "subprocess", "os", "signal"):
+            assert monkey.is_patched(name), name
+        assert threading.Thread is not monkey.get_original("threading", "Thread")
+        assert issubclass(threading.Thread, monkey.get_original("threading", "Thread"))
+        assert selectors.DefaultSelector is not monkey.get_original("selectors", "DefaultSelector")
+        print("ok")
+        """
+    )
+    assert lines(proc) == ["ok"]
+
+
+def test_patch_one_module_and_unknown_names() -> None:
+    proc = run(
+        """
+        import time
+        orig = time.sleep
+        monkey.patch("time")
+        monkey.patch("time")
+        assert monkey.is_patched("time") and not monkey.is_patched("socket")
+        assert time.sleep is not orig and monkey.get_original("time", "sleep") is orig
+        assert monkey.get_original("json", "dumps").__name__ == "dumps"  # never patched
+        for bad in (lambda: monkey.patch("json"), lambda: monkey.is_patched("nope")):
+            try:
+                bad()
+            except ValueError as exc:
+                assert "the patchable modules are" in str(exc), exc
+            else:
+                raise AssertionError("no error")
+        try:
+            monkey.get_original("time", "no_such_name")
+        except AttributeError:
+            pass
+        print("ok")
+        """
+    )
+    assert lines(proc) == ["ok"]
+
+
+def test_patch_all_from_a_non_main_thread_is_refused() -> None:
+    proc = run(
+        """
+        import threading
+        errors = []
+        def patch():
+            try:
+                monkey.patch_all()
+            except RuntimeError as exc:
+                errors.append(str(exc))
+        t = threading.Thread(target=patch)
+        t.start(); t.join()
+        assert "must be called from the main thread" in errors[0], errors
+        assert not monkey.is_patched("time")
+        print("ok")
+        """
+    )
+    assert lines(proc) == ["ok"]
+
+
+def test_patch_all_under_a_running_asyncio_loop_says_what_to_do() -> None:
+    proc = run(
+        """
+        import asyncio
+        async def main():
+            try:
+                monkey.patch_all()
+            except RuntimeError as exc:
+                msg = str(exc)
+                assert "python -m greenloop" in msg and "loop_factory=greenloop.new_event_loop" in msg
+                print("refused")
+        asyncio.run(main())
+        assert not monkey.is_patched("socket")
+        async def green_main():
+            monkey.patch_all()  # under greenloop's own loop: fine
+            import time
+            time.sleep(0.01)  # a blocking-style call inside a task suspends only the task
+            print("patched")
+        greenloop.run(green_main())
+        """
+    )
+    assert lines(proc) == ["refused", "patched"]
+
+
+def test_patch_all_after_ssl_and_http_libraries_were_imported() -> None:
+    proc = run(
+        """
+        import ssl, urllib3, requests, http.client
+        ctx = ssl.create_default_context()
+        monkey.patch_all()
+        import socket
+        # A context created before patching makes cooperative sockets.
+        s = ctx.wrap_socket(socket.socket(), server_hostname="localhost")
+        assert isinstance(s, ssl.SSLSocket)
+        s.close()
+        print("ok")
+        """
+    )
+    assert lines(proc) == ["ok"]
+
+
+# -- cooperative calls -------------------------------------------------------------------------
+
+
+def test_time_sleep_in_many_threads_overlaps() -> None:
+    proc = run(
+        """
+        monkey.patch_all()
+        import threading, time
+        t0 = time.monotonic()
+        threads = [threading.Thread(target=time.sleep, args=(0.3,)) for _ in range(2000)]
+        for t in threads:
+            t.start()
+        assert threading.active_count() == 2001
+        for t in threads:
+            t.join()
+        elapsed = time.monotonic() - t0
+        assert elapsed < 2.5, elapsed
+        assert threading.active_count() == 1
+        print("ok")
+        """
+    )
+    assert lines(proc) == ["ok"]
+
+
+def test_thread_api_on_green_threads() -> None:
+    proc = run(
+        """
+        monkey.patch_all()
+        import threading, time, _thread
+        main = threading.current_thread()
+        assert main is threading.main_thread()
+        seen = {}
+        def work(tag):
+            me = threading.current_thread()
+            seen[tag] = (me.name, threading.get_ident(), me.ident, me.daemon)
+            time.sleep(0.05)
+        a = threading.Thread(target=work, args=("a",), name="worker-a")
+        b = threading.Thread(target=work, args=("b",), daemon=True)
+        assert not a.is_alive()
+        a.start(); b.start()
+        assert a.is_alive() and a in threading.enumerate()
+        a.join(timeout=0.001)
+        assert a.is_alive()  # join timed out
+        a.join(); b.join()
+        assert not a.is_alive() and a not in threading.enumerate()
+        assert seen["a"][0] == "worker-a" and seen["a"][1] == seen["a"][2] == a.ident
+        assert seen["a"][1] != seen["b"][1] != threading.get_ident()
+        assert seen["a"][3] is False and seen["b"][3] is True
+        assert "stopped" in repr(a)
+        try:
+            threading.current_thread().join()
+        except RuntimeError:
+            pass
+        # threading.local is per green thread.
+        loc = threading.local()
+        loc.x = "main"
+        out = []
+        def use_local(i):
+            assert not hasattr(loc, "x")
+            loc.x = i
+            time.sleep(0.01)
+            out.append(loc.x == i)
+        ts = [threading.Thread(target=use_local, args=(i,)) for i in range(10)]
+        [t.start() for t in ts]; [t.join() for t in ts]
+        assert out == [True] * 10 and loc.x == "main"
+        # Timer, and cancel().
+        fired = []
+        t1 = threading.Timer(0.05, fired.append, ("t1",)); t1.start()
+        t2 = threading.Timer(0.05, fired.append, ("t2",)); t2.start(); t2.cancel()
+        t1.join(); t2.join()
+        assert fired == ["t1"], fired
+        # _thread.start_new_thread and allocate_lock.
+        lock = _thread.allocate_lock()
+        lock.acquire()
+        idents = []
+        def low():
+            idents.append(_thread.get_ident())
+            lock.release()
+        ident = _thread.start_new_thread(low, ())
+        assert lock.acquire(timeout=5)
+        assert idents == [ident]
+        # spawn()ed green threads have dummy Thread objects.
+        name = greenloop.spawn(lambda: threading.current_thread().name).join()
+        assert name.startswith("GreenThread-"), name
+        print("ok")
+        """
+    )
+    assert lines(proc) == ["ok"]
+
+
+def test_uncaught_exceptions_go_to_threading_excepthook() -> None:
+    proc = run(
+        """
+        monkey.patch_all()
+        import threading
+        got = []
+        threading.excepthook = lambda args: got.append((args.exc_type.__name__, args.thread.name))
+        t = threading.Thread(target=lambda: 1 / 0, name="boom")
+        t.start(); t.join()
+        assert got == [("ZeroDivisionError", "boom")], got
+        threading.excepthook = threading.__excepthook__
+        t = threading.Thread(target=lambda: 1 / 0, name="boom2")
+        t.start(); t.join()
+        print("ok")
+        """
+    )
+    assert lines(proc) == ["ok"]
+    assert "Exception in thread boom2" in proc.stderr and "ZeroDivisionError" in proc.stderr
+
+
+def test_queue_between_green_threads_and_an_asyncio_task() -> None:
+    proc = run(
+        """
+        monkey.patch_all()
+        import asyncio, queue, threading, time
+        q = queue.Queue(maxsize=3)
+        def producer(n):
+            for i in range(n):
+                q.put(i)
+        async def main():
+            ts = [threading.Thread(target=producer, args=(50,)) for _ in range(4)]
+            for t in ts:
+                t.start()
+            # A task may call the blocking get(): only this task waits.
+            total = sum(q.get() for _ in range(200))
+            for t in ts:
+                t.join()
+            return total
+        print(greenloop.run(main()))
+        """
+    )
+    assert lines(proc) == [str(4 * sum(range(50)))]
+
+
+def test_select_poll_epoll_and_selectors_wait_cooperatively() -> None:
+    proc = run(
+        """
+        monkey.patch_all()
+        import select, selectors, socket, threading, time
+        results = []
+        def waiter(kind, sock):
+            if kind == "select":
+                r, _, _ = select.select([sock], [], [], 5)
+                results.append((kind, r == [sock]))
+            elif kind == "poll":
+                p = select.poll(); p.register(sock, select.POLLIN)
+                results.append((kind, p.poll(5000) == [(sock.fileno(), select.POLLIN)]))
+            elif kind == "epoll":
+                with select.epoll() as ep:
+                    ep.register(sock.fileno(), select.EPOLLIN)
+                    results.append((kind, ep.poll(5) == [(sock.fileno(), select.EPOLLIN)]))
+            else:
+                with selectors.DefaultSelector() as sel:
+                    sel.register(sock, selectors.EVENT_READ, "data")
+                    [(key, ev)] = sel.select(5)
+                    results.append((kind, key.data == "data" and ev == selectors.EVENT_READ))
+        a, b = socket.socketpair()
+        kinds = ["select", "poll", "epoll", "selectors"]
+        # All four wait on the same fd at once: the loop's one-waiter-per-fd rule does not apply.
+        ts = [threading.Thread(target=waiter, args=(k, a)) for k in kinds]
+        t0 = time.monotonic()
+        for t in ts:
+            t.start()
+        time.sleep(0.1)
+        assert results == [], results  # all still waiting, and the main thread ran
+        b.send(b"x")
+        for t in ts:
+            t.join()
+        assert sorted(results) == sorted((k, True) for k in kinds), results
+        # Timeouts (after draining the byte).
+        assert a.recv(10) == b"x"
+        t0 = time.monotonic()
+        assert select.select([a.fileno()], [], [], 0.1) == ([], [], [])
+        p = select.poll(); p.register(b, select.POLLIN)
+        assert p.poll(100) == []
+        assert selectors.DefaultSelector().select(0.1) == []
+        assert 0.25 <= time.monotonic() - t0 < 2
+        # Writable at once, and a zero timeout never waits.
+        assert select.select([], [b], [], 0) == ([], [b], [])
+        print("ok")
+        """
+    )
+    assert lines(proc) == ["ok"]
+
+
+def test_sockets_through_a_threaded_server() -> None:
+    proc = run(
+        """
+        monkey.patch_all()
+        import socket, threading, time
+        srv = socket.create_server(("127.0.0.1", 0))
+        port = srv.getsockname()[1]
+        def handle(conn):
+            with conn:
+                while data := conn.recv(1024):
+                    time.sleep(0.2)
+                    conn.sendall(data.upper())
+        def serve():
+            while True:
+                conn, _ = srv.accept()
+                threading.Thread(target=handle, args=(conn,), daemon=True).start()
+        threading.Thread(target=serve, daemon=True).start()
+        replies = []
+        def client(i):
+            with socket.create_connection(("127.0.0.1", port)) as c:
+                c.sendall(b"hi%d" % i)
+                replies.append(c.recv(100))
+        t0 = time.monotonic()
+        ts = [threading.Thread(target=client, args=(i,)) for i in range(300)]
+        [t.start() for t in ts]; [t.join() for t in ts]
+        assert sorted(replies) == sorted(b"HI%d" % i for i in range(300))
+        assert time.monotonic() - t0 < 3
+        print("ok")
+        """
+    )
+    assert lines(proc) == ["ok"]
+
+
+# -- real OS threads stay real -----------------------------------------------------------------
+
+
+def test_executor_and_to_thread_keep_real_os_threads() -> None:
+    proc = run(
+        """
+        monkey.patch_all()
+        import asyncio, queue, threading, time
+        main_native = threading.get_native_id()
+        def in_worker():
+            # Patched calls on a real thread behave as the originals: this blocks the worker.
+            assert greenloop.current_green_thread() is None
+            time.sleep(0.05)
+            q = queue.Queue(); q.put(1)
+            assert q.get(timeout=1) == 1
+            return threading.get_native_id()
+        async def main():
+            loop = asyncio.get_running_loop()
+            natives = await asyncio.gather(*(asyncio.to_thread(in_worker) for _ in range(4)))
+            assert main_native not in natives, natives
+            assert await loop.run_in_executor(None, threading.get_native_id) != main_native
+            # Executor results wake the loop at once, with no timer pending.
+            t0 = time.monotonic()
+            for _ in range(20):
+                await loop.run_in_executor(None, time.sleep, 0.001)
+            assert time.monotonic() - t0 < 1.0
+            # A worker wakes a green waiter through a patched Event, promptly.
+            ev = threading.Event()
+            loop.call_later(0.05, lambda: loop.run_in_executor(None, ev.set))
+            t0 = time.monotonic()
+            assert ev.wait(5)
+            assert time.monotonic() - t0 < 1.0
+            print("ok")
+        greenloop.run(main())
+        """
+    )
+    assert lines(proc) == ["ok"]
+
+
+def test_user_thread_pool_executor_runs_on_green_threads() -> None:
+    proc = run(
+        """
+        monkey.patch_all()
+        import concurrent.futures, threading, time
+        main_native = threading.get_native_id()
+        def job(i):
+            time.sleep(0.3)
+            return i * i, threading.get_native_id()
+        t0 = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=200) as ex:
+            results = list(ex.map(job, range(400)))
+        assert [r for r, _ in results] == [i * i for i in range(400)]
+        assert {n for _, n in results} == {main_native}
+        assert time.monotonic() - t0 < 2.5, time.monotonic() - t0
+        with concurrent.futures.ThreadPoolExecutor(4) as ex:
+            futs = [ex.submit(job, i) for i in range(8)]
+            done, _ = concurrent.futures.wait(futs, timeout=5)
+            assert len(done) == 8
+        print("ok")
+        """
+    )
+    assert lines(proc) == ["ok"]
+
+
+def test_locks_created_before_patching_keep_working() -> None:
+    proc = run(
+        """
+        import logging, threading, io
+        early_rlock = threading.RLock()
+        early_lock = threading.Lock()
+        stream = io.StringIO()
+        logging.basicConfig(stream=stream, level=logging.INFO, format="%(threadName)s %(message)s")
+        monkey.patch_all()
+        import time
+        def work(i):
+            with early_rlock:
+                with early_rlock:
+                    pass
+            with early_lock:
+                pass
+            time.sleep(0.01)
+            logging.info("hello %d", i)
+        ts = [threading.Thread(target=work, args=(i,), name=f"w{i}") for i in range(50)]
+        [t.start() for t in ts]; [t.join() for t in ts]
+        out = stream.getvalue().splitlines()
+        assert len(out) == 50 and "w7 hello 7" in out, out[:3]
+        print("ok")
+        """
+    )
+    assert lines(proc) == ["ok"]
+
+
+# -- exit -----------------------------------------------------------------------------------
+
+
+def test_program_exits_after_its_non_daemon_green_threads() -> None:
+    proc = run(
+        """
+        monkey.patch_all()
+        import threading, time
+        def late(msg, delay):
+            time.sleep(delay)
+            print(msg, flush=True)
+        threading.Thread(target=late, args=("worker-done", 0.2)).start()
+        threading.Thread(target=late, args=("daemon-never", 30), daemon=True).start()
+        print("main-done", flush=True)
+        """
+    )
+    assert lines(proc) == ["main-done", "worker-done"]
+
+
+def test_sys_exit_code_with_threads_running() -> None:
+    proc = run(
+        """
+        monkey.patch_all()
+        import sys, threading, time
+        threading.Thread(target=lambda: (time.sleep(0.1), print("joined", flush=True))).start()
+        sys.exit(3)
+        """,
+        check=False,
+    )
+    assert proc.returncode == 3 and lines(proc) == ["joined"], proc

@@ -7,9 +7,12 @@ originals would need, so they prove that the waits overlapped.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import textwrap
+import time
+from pathlib import Path
 
 import pytest
 
@@ -488,3 +491,121 @@ def test_sys_exit_code_with_threads_running() -> None:
         check=False,
     )
     assert proc.returncode == 3 and lines(proc) == ["joined"], proc
+
+
+# -- python -m greenloop ---------------------------------------------------------------------
+
+APP = """
+import asyncio, os, sys, threading, time
+print("argv", sys.argv[1:], os.path.basename(sys.argv[0]))
+print("name", __name__)
+print("path0", sys.path[0])
+def work(i):
+    time.sleep(0.3)
+    done.append(i)
+done = []
+threads = [threading.Thread(target=work, args=(i,)) for i in range(500)]
+for t in threads:
+    t.start()
+async def amain():
+    return type(asyncio.get_running_loop()).__module__
+print("loop", asyncio.run(amain()))
+print("main-done", len(done) < 500, flush=True)
+import atexit
+atexit.register(lambda: print("at-exit", len(done), flush=True))
+"""
+
+
+def run_cli(args: list[str], cwd: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "greenloop", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_cli_runs_a_script_and_waits_for_its_threads(tmp_path: Path) -> None:
+    app = tmp_path / "sub" / "app.py"
+    app.parent.mkdir()
+    app.write_text(APP)
+    t0 = time.monotonic()
+    proc = run_cli([str(app), "one", "--two"], cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "argv ['one', '--two'] app.py",
+        "name __main__",
+        f"path0 {app.parent}",
+        "loop greenloop._loop",
+        "main-done True",
+        "at-exit 500",
+    ], proc.stdout
+    assert time.monotonic() - t0 < 10
+
+
+def test_cli_runs_a_module(tmp_path: Path) -> None:
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "app.py").write_text(APP)
+    proc = run_cli(["-m", "pkg.app", "x"], cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[:3] == ["argv ['x'] app.py", "name __main__", f"path0 {tmp_path}"]
+    assert proc.stdout.splitlines()[-1] == "at-exit 500"
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "stderr"),
+    [
+        ("import sys; sys.exit(7)", 7, ""),
+        ("raise SystemExit('bye')", 1, "bye"),
+        ("1 / 0", 1, "ZeroDivisionError"),
+        ("raise KeyboardInterrupt", -signal.SIGINT, "KeyboardInterrupt"),
+    ],
+)
+def test_cli_exit_codes_are_plain_pythons(tmp_path: Path, body: str, code: int, stderr: str) -> None:
+    app = tmp_path / "app.py"
+    app.write_text(
+        "import threading, time\nthreading.Thread(target=time.sleep, args=(0.1,)).start()\n" + body
+    )
+    plain = subprocess.run([sys.executable, str(app)], capture_output=True, text=True, check=False)
+    green = run_cli([str(app)], cwd=str(tmp_path))
+    assert plain.returncode == green.returncode == code, (plain, green)
+    assert stderr in green.stderr and stderr in plain.stderr
+
+
+def test_cli_ctrl_c_interrupts_a_blocked_main_thread(tmp_path: Path) -> None:
+    app = tmp_path / "app.py"
+    app.write_text(
+        "import threading, time\n"
+        "t = threading.Thread(target=time.sleep, args=(60,), daemon=True)\n"
+        "t.start()\n"
+        "print('ready', flush=True)\n"
+        "try:\n"
+        "    t.join()\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n"
+        "    raise\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "greenloop", str(app)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n"
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=10)
+    assert out == "interrupted\n" and "KeyboardInterrupt" in err
+    assert proc.returncode == -signal.SIGINT
+
+
+def test_cli_usage_and_missing_script(tmp_path: Path) -> None:
+    proc = run_cli([], cwd=str(tmp_path))
+    assert proc.returncode == 2 and "usage: python -m greenloop" in proc.stderr
+    proc = run_cli(["missing.py"], cwd=str(tmp_path))
+    assert proc.returncode == 2 and "can't open file" in proc.stderr

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import heapq
-import logging
 import selectors
 import sys
 import threading
@@ -44,7 +43,6 @@ PRIORITY_MIN = -3
 PRIORITY_DEFAULT = 0
 PRIORITY_MAX = 3
 
-_logger = logging.getLogger("asyncio")  # asyncio's own logger, so filters users set apply
 # asyncio's tuning constants, reused so timer compaction behaves identically.
 _MAX_TIMEOUT: float = base_events.MAXIMUM_SELECT_TIMEOUT  # type: ignore[attr-defined]
 _MIN_TIMERS_TO_COMPACT: int = base_events._MIN_SCHEDULED_TIMER_HANDLES  # type: ignore[attr-defined]
@@ -294,6 +292,7 @@ class Loop(asyncio.SelectorEventLoop):
                     handle._run()
                 if self._hub is not me:
                     return False
+        handle = None  # see _run_debug: don't keep the last callback alive via f_back
         return True
 
     def _call_soon_priority(self, priority: int, callback: Any, *args: Any) -> None:
@@ -314,13 +313,17 @@ class Loop(asyncio.SelectorEventLoop):
             handle._run()
             dt = self.time() - t0
             if dt >= self.slow_callback_duration:
-                _logger.warning(
+                # Looked up at call time: tests (and users) may replace asyncio's logger.
+                base_events.logger.warning(  # type: ignore[attr-defined]
                     "Executing %s took %.3f seconds",
                     base_events._format_handle(handle),  # type: ignore[attr-defined]
                     dt,
                 )
         finally:
             self._current_handle = None
+            # A traceback that escaped through this frame keeps it (and its locals) alive via
+            # f_back; drop the handle so a failed task is not kept alive in a cycle.
+            handle = None  # type: ignore[assignment]
 
     # -- closing -------------------------------------------------------------------------
 

@@ -609,3 +609,55 @@ def test_cli_usage_and_missing_script(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "usage: python -m greenloop" in proc.stderr
     proc = run_cli(["missing.py"], cwd=str(tmp_path))
     assert proc.returncode == 2 and "can't open file" in proc.stderr
+
+
+def test_tls_server_and_clients_on_green_threads() -> None:
+    proc = run(
+        """
+        import ssl, trustme  # imported before patching, with a context made before it too
+        ca = trustme.CA()
+        server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("localhost").configure_cert(server_ctx)
+        client_ctx = ssl.create_default_context()
+        ca.configure_trust(client_ctx)
+        monkey.patch_all()
+        import socket, threading, time
+        listener = socket.create_server(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        tls_listener = server_ctx.wrap_socket(listener, server_side=True)
+        def handle(conn):
+            with conn:
+                data = conn.recv(100)
+                time.sleep(0.3)
+                conn.sendall(data[::-1])
+                conn.unwrap().close()
+        def serve():
+            while True:
+                conn, _ = tls_listener.accept()  # handshake on a green thread
+                threading.Thread(target=handle, args=(conn,), daemon=True).start()
+        threading.Thread(target=serve, daemon=True).start()
+        got = []
+        def client(i):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+                with client_ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                    assert isinstance(s, ssl.SSLSocket) and s.version()
+                    s.sendall(b"abc%d" % i)
+                    got.append(s.recv(100))
+                    s.unwrap()
+        t0 = time.monotonic()
+        ts = [threading.Thread(target=client, args=(i,)) for i in range(100)]
+        [t.start() for t in ts]; [t.join() for t in ts]
+        assert sorted(got) == sorted((b"abc%d" % i)[::-1] for i in range(100)), got[:3]
+        assert time.monotonic() - t0 < 5
+        # A read timeout on a TLS socket.
+        with socket.create_connection(("127.0.0.1", port)) as raw:
+            with client_ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                s.settimeout(0.1)
+                try:
+                    s.recv(10)
+                except TimeoutError:
+                    print("timeout")
+        print("ok")
+        """
+    )
+    assert lines(proc) == ["timeout", "ok"]

@@ -46,6 +46,9 @@ _SSLWantWriteError = _stdssl.SSLWantWriteError
 class SSLSocket(_stdssl.SSLSocket, _green_socket.socket):  # type: ignore[misc]
     """``ssl.SSLSocket`` over a green socket: TLS I/O waits on the loop, not the OS thread."""
 
+    # The stdlib's private state this class drives (typeshed omits it).
+    _sslobj: Any
+
     def _gl_tls(self, op: Callable[..., _T], args: tuple[Any, ...], what: str, blocking: bool = False) -> _T:
         """Run a TLS operation, waiting for the fd whenever OpenSSL needs more I/O."""
         timeout = None if blocking else self._gl_timeout
@@ -75,7 +78,7 @@ class SSLSocket(_stdssl.SSLSocket, _green_socket.socket):  # type: ignore[misc]
             _csocket.settimeout(self, 0.0)
 
     def do_handshake(self, block: bool = False) -> None:
-        self._check_connected()
+        self._check_connected()  # type: ignore[attr-defined]
         sslobj = self._sslobj
         self._gl_tls(sslobj.do_handshake, (), "SSLSocket.do_handshake()", blocking=block)
 
@@ -90,7 +93,8 @@ class SSLSocket(_stdssl.SSLSocket, _green_socket.socket):  # type: ignore[misc]
             return _green_socket.socket.send(self, data, flags)
         if flags != 0:
             raise ValueError(f"non-zero flags not allowed in calls to send() on {self.__class__}")
-        return self._gl_tls(self._sslobj.write, (data,), "SSLSocket.send()")
+        sent: int = self._gl_tls(self._sslobj.write, (data,), "SSLSocket.send()")
+        return sent
 
     def unwrap(self) -> Any:
         if not self._sslobj:

@@ -66,7 +66,7 @@ _ALIASES = {"thread": "_thread", "dns": "socket"}
 # Modules whose globals must keep seeing the original modules (rule 2 above): any module of
 # these packages that holds one of these names as a module global gets the snapshot instead.
 _KEEP_ORIGINAL_PACKAGES = ("asyncio", "greenloop._", "concurrent.futures.process")
-_KEEP_ORIGINAL_NAMES = ("threading", "_thread", "socket", "select", "selectors")
+_KEEP_ORIGINAL_NAMES = ("threading", "_thread", "socket", "select", "selectors", "signal")
 
 _snapshots: dict[str, types.ModuleType] = {}
 _patched: dict[str, dict[str, Any]] = {}  # target -> {name: original} for patched targets

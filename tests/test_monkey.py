@@ -661,3 +661,67 @@ def test_tls_server_and_clients_on_green_threads() -> None:
         """
     )
     assert lines(proc) == ["timeout", "ok"]
+
+
+def test_subprocess_os_and_signal_cooperate() -> None:
+    proc = run(
+        """
+        monkey.patch_all()
+        import os, signal, subprocess, sys, threading, time
+        t0 = time.monotonic()
+        out = []
+        def child(i):
+            out.append(subprocess.check_output(
+                [sys.executable, "-c", "import time, sys; time.sleep(0.5); print(sys.argv[1])", str(i)]
+            ).strip())
+        ts = [threading.Thread(target=child, args=(i,)) for i in range(8)]
+        [t.start() for t in ts]
+        # The main thread keeps running while the children sleep.
+        ticks = 0
+        while any(t.is_alive() for t in ts):
+            time.sleep(0.05); ticks += 1
+        assert sorted(out) == [b"%d" % i for i in range(8)], out
+        assert ticks >= 5, ticks
+        # run() with input, and timeouts on communicate() and wait().
+        r = subprocess.run([sys.executable, "-c", "import sys; print(sys.stdin.read().upper())"],
+                           input=b"abc", capture_output=True, check=True)
+        assert r.stdout.strip() == b"ABC"
+        try:
+            subprocess.run([sys.executable, "-c", "import time; time.sleep(10)"], timeout=0.3)
+        except subprocess.TimeoutExpired:
+            pass
+        p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(10)"])
+        try:
+            p.wait(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            p.kill()
+        assert p.wait() == -signal.SIGKILL
+        # os.waitpid on a pidfd and os.read on a pipe, while other green threads run.
+        r_fd, w_fd = os.pipe()
+        got = []
+        reader = threading.Thread(target=lambda: got.append(os.read(r_fd, 10)))
+        reader.start()
+        time.sleep(0.05)
+        assert not got
+        os.write(w_fd, b"pipe")
+        reader.join()
+        assert got == [b"pipe"]
+        pid = subprocess.Popen([sys.executable, "-c", "pass"]).pid
+        assert os.waitpid(pid, 0)[0] == pid
+        # A signal handler runs on a green thread, where it may block cooperatively.
+        seen = []
+        def handler(signum, frame):
+            time.sleep(0.01)
+            seen.append((signum, greenloop.current_green_thread() is not None))
+        signal.signal(signal.SIGUSR1, handler)
+        assert signal.getsignal(signal.SIGUSR1) is handler
+        os.kill(os.getpid(), signal.SIGUSR1)  # no loop running: the handler runs at once
+        assert seen == [(signal.SIGUSR1, False)], seen
+        threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGUSR1)).start()
+        time.sleep(0.2)  # the loop runs: the handler runs on a green thread of its own
+        assert seen[1:] == [(signal.SIGUSR1, True)], seen
+        assert time.monotonic() - t0 < 8
+        print("ok")
+        """
+    )
+    assert lines(proc) == ["ok"]

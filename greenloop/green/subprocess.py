@@ -1,5 +1,57 @@
-"""Cooperative ``subprocess`` (work in progress)."""
+"""Cooperative ``subprocess``: ``Popen.wait``/``communicate``, ``run``, ``check_output``, ``call``.
+
+The stdlib already does most of the work: ``Popen.wait`` calls ``os.waitpid`` (green: a
+pidfd wait) or, with a timeout, polls with ``time.sleep`` (green); ``Popen._communicate``
+multiplexes the pipes with ``_PopenSelector`` (here the green ``PollSelector``) and honours
+timeouts. What is left is ``communicate()``'s shortcut for a single pipe, which does a plain
+blocking ``read()`` on it: ``Popen`` here always takes the selector path on a loop.
+``run``, ``check_output`` and ``call`` look ``Popen`` up in the module, so they get this one.
+"""
 
 from __future__ import annotations
 
-__implements__: list[str] = []
+import subprocess as _subprocess
+import time as _time
+from typing import Any
+
+from greenloop import _green
+
+from .selectors import PollSelector
+
+__implements__ = ["Popen", "_PopenSelector"]
+__all__ = ["Popen"]
+
+_PopenSelector = PollSelector
+_monotonic = _time.monotonic
+
+
+class Popen(_subprocess.Popen):  # type: ignore[type-arg]
+    """``subprocess.Popen`` whose ``communicate()`` never blocks the loop."""
+
+    # The stdlib's private state this class drives (typeshed omits it).
+    _communication_started: bool
+    _sigint_wait_secs: float
+
+    def communicate(self, input: Any = None, timeout: float | None = None) -> tuple[Any, Any]:
+        if _green._resolve_loop("Popen.communicate()") is None:
+            return super().communicate(input, timeout)  # type: ignore[no-any-return]
+        if self._communication_started and input:
+            raise ValueError("Cannot send input after starting communication")
+        endtime = None if timeout is None else _monotonic() + timeout
+        try:
+            stdout, stderr = self._communicate(input, endtime, timeout)  # type: ignore[attr-defined]
+        except KeyboardInterrupt:
+            # As the stdlib does: give the child a moment to exit on the same Ctrl-C.
+            wait = self._sigint_wait_secs
+            if timeout is not None:
+                wait = min(wait, self._remaining_time(endtime))  # type: ignore[attr-defined]
+            self._sigint_wait_secs = 0
+            try:
+                self._wait(timeout=wait)  # type: ignore[attr-defined]
+            except _subprocess.TimeoutExpired:
+                pass
+            raise
+        finally:
+            self._communication_started = True
+        self.wait(timeout=self._remaining_time(endtime))  # type: ignore[attr-defined]
+        return stdout, stderr

@@ -199,6 +199,7 @@ class Loop(asyncio.SelectorEventLoop):
         """
         handle: Any
         ready = self._ready
+        popleft = ready.popleft
         scheduled = self._scheduled
         selector = self._selector
         heappop = heapq.heappop
@@ -251,21 +252,21 @@ class Loop(asyncio.SelectorEventLoop):
             if not ntodo and self._prio_pending and not self._run_priority_levels(me, PRIORITY_MIN, -1):
                 return False
             if self._debug:
-                while ntodo:
-                    ntodo -= 1
-                    handle = ready.popleft()
+                for _ in range(ntodo):
+                    handle = popleft()
                     if handle._cancelled:
                         continue
                     self._run_debug(handle)
                     if self._hub is not me:
                         return False
             else:
-                while ntodo:
-                    ntodo -= 1
-                    handle = ready.popleft()
+                for _ in range(ntodo):
+                    handle = popleft()
                     if handle._cancelled:
                         continue
                     handle._run()
+                    # The step just run may have blocked and been resumed after another hub
+                    # took over: then this greenlet must stop running the loop (one compare).
                     if self._hub is not me:
                         return False
             handle = None  # break reference cycles through a failed callback
@@ -281,8 +282,7 @@ class Loop(asyncio.SelectorEventLoop):
             queue = self._prio_ready[level - PRIORITY_MIN]
             ntodo = len(queue)
             self._prio_pending -= ntodo
-            while ntodo:
-                ntodo -= 1
+            for _ in range(ntodo):
                 handle = queue.popleft()
                 if handle._cancelled:
                     continue

@@ -28,7 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cache-mb", type=float, default=64.0, help="page cache size")
     p.add_argument("--idle-timeout", type=float, default=15.0)
     p.add_argument("--request-timeout", type=float, default=10.0)
-    p.add_argument("--send-timeout", type=float, default=30.0)
+    p.add_argument("--send-timeout", type=float, default=15.0)
     return p.parse_args(argv)
 
 

@@ -22,6 +22,7 @@ Only step 4 touches the file system, and it runs on a real OS thread (``load``).
 from __future__ import annotations
 
 import collections
+import functools
 import mimetypes
 import os
 import stat
@@ -58,10 +59,12 @@ def content_type(path: bytes) -> str:
     return ctype
 
 
+@functools.lru_cache(maxsize=4096)
 def cache_key(target: bytes) -> bytes | int:
-    """Map a request-target to a normalised relative path (the cache key), or a 400/404 status.
+    """Map a request-target to a normalised relative path (the cache key), or a 400 status.
 
-    Pure computation (no system calls): it runs for every request, hits included.
+    A pure function of its argument (no system calls), so its results are memoised: it runs
+    for every request, and clients ask for the same few targets over and over.
     """
     if target[:1] == b"/":
         path = target.split(b"?", 1)[0]

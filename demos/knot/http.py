@@ -81,6 +81,7 @@ class RequestReader:
         self._in_head = False
         self._head_bytes = 0
         self._nheaders = 0
+        self._header_bytes = 0
         self._body_bytes = 0
         self._ims: bytes | None = None
         self._host = False
@@ -122,12 +123,17 @@ class RequestReader:
     def on_header(self, name: bytes, value: bytes) -> None:
         self._url_done = True
         self._nheaders += 1
-        if self._nheaders > self.limits.header_count:
+        self._header_bytes += len(name) + len(value) + 4  # ": " and CRLF
+        if self._nheaders > self.limits.header_count or self._header_bytes > self.limits.headers:
             self._fail(431)
         if len(name) == 17 and name.lower() == b"if-modified-since":
             self._ims = value
         elif len(name) == 4 and name.lower() == b"host":
             self._host = True
+        elif len(name) == 14 and name.lower() == b"content-length" and int(value) > self.limits.body:
+            # Refuse a body we would not read before waiting for it to arrive. llhttp has
+            # validated the number already (and rejects a duplicate that disagrees).
+            self._fail(413)
 
     def on_headers_complete(self) -> None:
         self._in_head = False

@@ -98,11 +98,17 @@ class GreenloopRuntime(Runtime):
 
         self._gl = greenloop
         self._executor = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="knot-disk")
-        # Knot-C: connection threads one level above the acceptor, so every iteration of
-        # the loop serves all ready connections before accepting; Knot-A: the reverse.
-        high, low = greenloop.PRIORITY_DEFAULT + 1, greenloop.PRIORITY_DEFAULT
-        self._prio_acceptor = high if policy == "A" else low
-        self._prio_conn = low if policy == "A" else high
+        # Connections run at the default level (a default-priority wake-up switches straight
+        # into the thread; other levels queue it once more). Knot-A puts the acceptor above
+        # them: whenever a connection is pending it is accepted first. Knot-C lets it wait
+        # for connections at the default level, but after each accept it steps down below
+        # them (after_accept): the next accept happens only in a loop iteration where no
+        # connection is ready to run, so a saturated server stops taking new work.
+        # (Waiting on the listening socket itself at a lowered priority would be simpler,
+        # but a level-triggered fd that stays readable re-queues its reader callback in every
+        # iteration, so the lowered level never gets a turn in greenloop as it is now.)
+        self._prio_conn = greenloop.PRIORITY_DEFAULT
+        self._prio_acceptor = greenloop.PRIORITY_DEFAULT + (1 if policy == "A" else 0)
         try:
             from greenloop.green.socket import socket as green_socket
         except ImportError:
@@ -115,6 +121,13 @@ class GreenloopRuntime(Runtime):
 
     def sleep(self, seconds: float) -> None:
         self._gl.sleep(seconds)
+
+    def after_accept(self) -> None:
+        if self.policy == "C":
+            me = self._gl.current_green_thread()
+            me.priority = self._gl.PRIORITY_DEFAULT - 1
+            self._gl.sleep(0)  # resumes once nothing at the default level is ready
+            me.priority = self._prio_acceptor
 
     def offload(self, fn: Callable[..., Any], *args: Any) -> Any:
         loop = asyncio.get_running_loop()

@@ -54,7 +54,7 @@ class Config:
     max_entry: int = 4 << 20  # bigger files are streamed, not cached
     idle_timeout: float = 15.0  # between requests on a kept-alive connection
     request_timeout: float = 10.0  # from a request's first byte to its last
-    send_timeout: float = 30.0  # for the client to take one batch of answers
+    send_timeout: float = 15.0  # for the client to take one batch of answers (= idle: no churn)
     limits: Limits | None = None
 
 
@@ -64,8 +64,14 @@ class Writer:
     def __init__(self, conn: Any, timeout: float) -> None:
         self.conn = conn
         self.timeout = timeout
+        self.current_timeout: float | None = None  # what the socket is set to now
         self.parts: list[bytes] = []
         self.size = 0
+
+    def settimeout(self, timeout: float) -> None:
+        if timeout != self.current_timeout:  # two calls per request otherwise
+            self.conn.settimeout(timeout)
+            self.current_timeout = timeout
 
     def add(self, data: bytes) -> None:
         self.parts.append(data)
@@ -78,7 +84,7 @@ class Writer:
             return
         parts, size = self.parts, self.size
         self.parts, self.size = [], 0
-        self.conn.settimeout(self.timeout)  # a client that stops reading is dropped in time
+        self.settimeout(self.timeout)  # a client that stops reading is dropped in time
         if size <= 4 * FLUSH_AT:
             self.conn.sendall(parts[0] if len(parts) == 1 else b"".join(parts))
         else:
@@ -163,7 +169,7 @@ class Knot:
             try:
                 if timeout <= 0:
                     raise TimeoutError
-                conn.settimeout(timeout)
+                out.settimeout(timeout)
                 data = conn.recv(RECV_SIZE)
             except TimeoutError:
                 if reader.in_request:  # slow or stalled mid-request (slowloris)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -42,16 +43,21 @@ class Server:
         port: int = 0,
         extra: list[str] | None = None,
         startup_timeout: float = 20.0,
+        nofile: int | None = None,
     ) -> None:
         module, args, self.label = SERVERS[name]
         self.name = name
         cmd = [sys.executable, "-m", module, "--root", root, "--port", str(port), *args, *(extra or [])]
-        self.proc = subprocess.Popen(
-            cmd,
-            stdout=subprocess.PIPE,
-            text=True,
-            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,  # noqa: PLW1509
-        )
+
+        def setup() -> None:  # in the child, before exec
+            if cpus:
+                os.sched_setaffinity(0, cpus)
+            if nofile:  # a low descriptor limit, hard too (tests of running out of them)
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+        # Only two system calls run between fork and exec: safe even with threads around.
+        preexec = setup if cpus or nofile else None
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, preexec_fn=preexec)  # noqa: PLW1509
         deadline = time.monotonic() + startup_timeout
         line = ""
         while time.monotonic() < deadline:

@@ -109,6 +109,10 @@ class RequestReader:
             return 400
         return 0
 
+    def head_only(self) -> bool:
+        """Whether the request being read (say, when it failed) is a HEAD: no error body."""
+        return self._parser.get_method() == b"HEAD"
+
     # httptools callbacks
     def on_message_begin(self) -> None:
         self._reset()

@@ -173,7 +173,7 @@ class Knot:
                 data = conn.recv(RECV_SIZE)
             except TimeoutError:
                 if reader.in_request:  # slow or stalled mid-request (slowloris)
-                    out.add(error_response(408, keep_alive=False))
+                    out.add(error_response(408, keep_alive=False, head_only=reader.head_only()))
                     out.flush()
                 return
             if not data:
@@ -184,7 +184,7 @@ class Knot:
                     out.flush()
                     return
             if error:
-                out.add(error_response(error, keep_alive=False))
+                out.add(error_response(error, keep_alive=False, head_only=reader.head_only()))
                 out.flush()
                 return
             out.flush()

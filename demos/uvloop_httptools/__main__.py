@@ -103,7 +103,7 @@ class HttpProtocol(asyncio.Protocol):
                 return
         else:
             if self.error:
-                out.append(error_response(self.error, keep_alive=False))
+                out.append(error_response(self.error, keep_alive=False, head_only=self.reader.head_only()))
                 self.transport.write(b"".join(out))
                 self.transport.close()
                 return
@@ -128,7 +128,7 @@ class HttpProtocol(asyncio.Protocol):
     def check_timeouts(self, now: float) -> None:
         reader = self.reader
         if reader.in_request and now - reader.started > REQUEST_TIMEOUT:
-            self.transport.write(error_response(408, keep_alive=False))
+            self.transport.write(error_response(408, keep_alive=False, head_only=reader.head_only()))
             self.transport.close()
         elif not reader.in_request and self.loading is None and now - self.last_active > IDLE_TIMEOUT:
             self.transport.close()

@@ -52,30 +52,13 @@ def run(
     tool = tool or ("wrk" if have_wrk() else "client")
     if tool == "wrk":
         threads = max(1, min(clients, len(cpus) if cpus else 2))
-        cmd = [
-            "wrk",
-            "-t",
-            str(threads),
-            "-c",
-            str(clients),
-            "-d",
-            f"{duration}s",
-            "--timeout",
-            f"{timeout:g}s",
-        ]
+        cmd = ["wrk", "-t", str(threads), "-c", str(clients), "-d", f"{round(duration)}s"]
+        cmd += ["--timeout", f"{timeout:g}s"]
         cmd += ["-s", LUA, server.url, "--", paths_file, str(per_conn)]
     else:
-        cmd = [
-            sys.executable,
-            "-m",
-            "demos.load.client",
-            "--port",
-            str(server.port),
-            "--clients",
-            str(clients),
-        ]
-        cmd += ["--duration", str(duration), "--paths", paths_file, "--per-conn", str(per_conn)]
-        cmd += ["--timeout", str(timeout)]
+        cmd = [sys.executable, "-m", "demos.load.client", "--port", str(server.port)]
+        cmd += ["--clients", str(clients), "--duration", str(duration), "--paths", paths_file]
+        cmd += ["--per-conn", str(per_conn), "--timeout", str(timeout)]
     rss = [server.rss()]
     stop = threading.Event()
 
@@ -99,7 +82,8 @@ def run(
         sampler.join()
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("KNOT-RESULT ")), None)
     if line is None:
-        raise RuntimeError(f"{tool} failed (status {proc.returncode}): {proc.stderr.strip()[-2000:]}")
+        output = (proc.stdout + proc.stderr).strip()[-2000:]
+        raise RuntimeError(f"{tool} failed (status {proc.returncode}): {output}")
     r = json.loads(line.split(" ", 1)[1])
     seconds = r["duration_us"] / 1e6
     errors = {k: r[k] for k in ("connect", "read", "write", "status", "timeout")}

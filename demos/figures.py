@@ -1,0 +1,286 @@
+"""make figures: the paper's Figures 3 and 2, measured here. PNG + Markdown under docs/results/.
+
+    python -m demos.figures [--fig 3,2] [--quick] [--duration S] [--clients LIST]
+                            [--servers LIST] [--pool-sizes LIST]
+
+Figure 3 (web server bandwidth versus simultaneous clients): each server in turn, alone on
+CPU 0, loaded from CPU 1 by closed-loop keep-alive clients (wrk with demos/load/knot.lua,
+10 requests per connection on average) at 1 ... 16,384 clients over the document tree of
+demos/load/tree.py. Per point: requests/s, Mbit/s, p99 latency, failed requests, and the
+server's peak RSS. Servers: Knot-C and Knot-A on greenloop, the same Knot code on gevent and
+on OS threads, aiohttp on asyncio and on uvloop, and the event-style reference (uvloop +
+httptools with Knot's parser and cache).
+
+Figure 2 (SEDA's threaded-server benchmark, demos/load/seda.py): requests per second versus
+pool size, for greenloop green threads (1 ... 1,000,000), OS threads (as far as the machine
+allows: 10,000 by default) and a single asyncio event consumer.
+
+Each figure writes figureN.png, figureN.md (machine, versions, command, table) and
+figureN.json (raw numbers) under docs/results/. --quick runs a short subset to check that
+everything works; its numbers are not the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+from demos.load import report, servers, tree, wrk
+
+FIG3_SERVERS = [
+    "knot-c",
+    "knot-a",
+    "knot-gevent",
+    "knot-threads",
+    "aiohttp-asyncio",
+    "aiohttp-uvloop",
+    "uvloop-httptools",
+]
+FIG3_CLIENTS = [1, 4, 16, 64, 256, 1024, 4096, 16384]
+FIG2_SIZES = {
+    "greenloop": [1, 10, 100, 1000, 10_000, 100_000, 1_000_000],
+    "threads": [1, 10, 100, 1000, 10_000],
+    "asyncio": [1],
+}
+
+
+def cpu_split() -> tuple[set[int] | None, set[int] | None]:
+    cpus = sorted(os.sched_getaffinity(0))
+    return ({cpus[0]}, {cpus[1]}) if len(cpus) >= 2 else (None, None)
+
+
+def figure3(args: argparse.Namespace, info: dict[str, Any]) -> None:
+    paths = tree.generate()
+    root = os.path.dirname(paths)
+    server_cpus, load_cpus = cpu_split()
+    names = args.servers.split(",") if args.servers else FIG3_SERVERS
+    clients = [int(c) for c in args.clients.split(",")] if args.clients else FIG3_CLIENTS
+    if args.quick:
+        clients = clients[::3] if not args.clients else clients
+    duration = args.duration or (2.0 if args.quick else 10.0)
+    results: dict[str, list[dict[str, Any]]] = {}
+    labels = {}
+    total, step = len(names) * len(clients), 0
+    for name in names:
+        results[name] = []
+        server = servers.Server(name, root, cpus=server_cpus)
+        labels[name] = server.label
+        try:
+            wrk.run(server, 64, 2.0, paths, cpus=load_cpus)  # fill the page cache
+            for n in clients:
+                step += 1
+                try:
+                    r = wrk.run(server, n, duration, paths, cpus=load_cpus)
+                except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                    r = {"clients": n, "error": str(exc)[-300:], "rps": 0.0, "mbit_s": 0.0, "errors": -1}
+                r["server_rss"] = server.rss()
+                results[name].append(r)
+                print(
+                    f"[fig3 {step:3}/{total}] {server.label:30} {n:6} clients: {r['rps']:9,.0f} req/s "
+                    f"{r['mbit_s']:7,.0f} Mbit/s  errors {r['errors']}  "
+                    f"RSS {r.get('rss_max', 0) / 2**20:5.0f} MiB",
+                    flush=True,
+                )
+                if not server.alive():
+                    print(f"  {name} died; restarting it", flush=True)
+                    server.stop()
+                    server = servers.Server(name, root, cpus=server_cpus)
+        finally:
+            server.stop()
+
+    rows = []
+    for name in names:
+        for r in results[name]:
+            rows.append(
+                [
+                    labels[name],
+                    r["clients"],
+                    r["rps"],
+                    r["mbit_s"],
+                    r.get("p99_ms", 0.0),
+                    r["errors"],
+                    r.get("rss_max", 0) / 2**20,
+                ]
+            )
+    table = report.markdown_table(
+        ["server", "clients", "requests/s", "Mbit/s", "p99 ms", "failed requests", "peak RSS MiB"], rows
+    )
+    summary = _fig3_summary(results, labels)
+    series = {
+        labels[n]: [
+            (r["clients"], {"rps": r["rps"], "mbit_s": r["mbit_s"], "rss": r.get("rss_max", 0) / 2**20})
+            for r in results[n]
+            if "error" not in r
+        ]
+        for n in names
+    }
+    png = os.path.join(args.out, "figure3.png")
+    report.plot(
+        png,
+        "Figure 3: web server throughput versus simultaneous clients",
+        series,
+        [
+            {"key": "mbit_s", "ylabel": "bandwidth (Mbit/s)"},
+            {"key": "rps", "ylabel": "requests/s"},
+            {"key": "rss", "ylabel": "server peak RSS (MiB)", "log_y": True},
+        ],
+    )
+    mean = tree.mean_size(paths) / 1024
+    _write(
+        args,
+        "figure3",
+        info,
+        title="Figure 3: web server bandwidth versus simultaneous clients",
+        body=f"- load: wrk (or the greenloop generator where wrk is missing), {duration:g} s per point after "
+        f"a 2 s warm-up, 10 requests per connection on average; SPECweb99-like tree, mean response "
+        f"{mean:.1f} KiB; server on CPU {server_cpus}, load on CPU {load_cpus}\n\n{summary}\n\n{table}",
+        raw={"results": results, "labels": labels},
+    )
+
+
+def _fig3_summary(results: dict[str, list[dict[str, Any]]], labels: dict[str, str]) -> str:
+    peaks = {n: max((r["rps"] for r in rs), default=0.0) for n, rs in results.items()}
+    lines = ["Peak requests/s: " + ", ".join(f"{labels[n]} {p:,.0f}" for n, p in peaks.items()) + "."]
+    knot = peaks.get("knot-c")
+    if knot:
+        for other, what in [("aiohttp-uvloop", "aiohttp on uvloop"), ("knot-gevent", "Knot on gevent"),
+                            ("uvloop-httptools", "the event-style uvloop + httptools server")]:  # fmt: skip
+            if peaks.get(other):
+                lines.append(f"Knot-C peak / {what} peak: {knot / peaks[other]:.2f}.")
+        last = results["knot-c"][-1]
+        lines.append(
+            f"Knot-C at {last['clients']:,} clients: {last['rps'] / knot:.0%} of its peak; "
+            f"failed requests over all its points: {sum(max(0, r['errors']) for r in results['knot-c'])}."
+        )
+    return "\n".join(lines)
+
+
+def figure2(args: argparse.Namespace, info: dict[str, Any]) -> None:
+    sizes = dict(FIG2_SIZES)
+    if args.pool_sizes:
+        chosen = [int(s) for s in args.pool_sizes.split(",")]
+        sizes = {impl: [s for s in chosen if impl != "asyncio" and s in chosen] or [1] for impl in sizes}
+        sizes["asyncio"] = [1]
+    if args.quick:
+        sizes = {"greenloop": [1, 100, 10_000], "threads": [1, 100], "asyncio": [1]}
+    seconds = args.duration or (1.0 if args.quick else 5.0)
+    cpus = cpu_split()[0]
+    results: dict[str, list[dict[str, Any]]] = {}
+    for impl, ns in sizes.items():
+        results[impl] = []
+        for n in ns:
+            cmd = [
+                sys.executable,
+                "-m",
+                "demos.load.seda",
+                "--impl",
+                impl,
+                "--n",
+                str(n),
+                "--seconds",
+                str(seconds),
+            ]
+            t0 = time.monotonic()
+            try:
+                out = subprocess.run(
+                    cmd,
+                    capture_output=True,
+                    text=True,
+                    timeout=max(600.0, n / 1000),
+                    check=False,
+                    preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
+                )
+                line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+                r = json.loads(line) if line.startswith("{") else {"error": out.stderr.strip()[-300:]}
+            except subprocess.TimeoutExpired:
+                r = {"error": "timed out"}
+            r.setdefault("impl", impl)
+            r.setdefault("n", n)
+            results[impl].append(r)
+            shown = r.get("error") or f"{r['rps']:10,.0f} req/s, RSS {r['rss_max'] / 2**20:7,.0f} MiB"
+            print(f"[fig2] {impl:9} N={n:>9,}: {shown}  ({time.monotonic() - t0:.0f} s)", flush=True)
+    ok = {impl: [r for r in rs if "error" not in r] for impl, rs in results.items()}
+    rows = [
+        [impl, r["n"], r.get("rps", 0.0), r.get("rss_max", 0) / 2**20, r.get("error", "")]
+        for impl, rs in results.items()
+        for r in rs
+    ]
+    table = report.markdown_table(
+        ["implementation", "pool size", "requests/s", "peak RSS MiB", "error"], rows
+    )
+    lines = []
+    green = ok.get("greenloop", [])
+    if green:
+        peak = max(r["rps"] for r in green)
+        for r in green:
+            if r["n"] >= 100_000:
+                lines.append(f"greenloop at {r['n']:,} green threads: {r['rps'] / peak:.0%} of its peak.")
+    top = max((r["n"] for r in green), default=1)
+    series = {}
+    names = {
+        "greenloop": "greenloop green threads",
+        "threads": "OS threads",
+        "asyncio": "asyncio, one consumer",
+    }
+    for impl, rs in ok.items():
+        pts = [(r["n"], {"rps": r["rps"]}) for r in rs]
+        if impl == "asyncio" and pts:  # the event server has no pool: a flat reference line
+            pts = [(1, pts[0][1]), (top, pts[0][1])]
+        series[names[impl]] = pts
+    png = os.path.join(args.out, "figure2.png")
+    report.plot(
+        png,
+        "Figure 2: SEDA's threaded server benchmark (8 KiB cached reads)",
+        series,
+        [{"key": "rps", "ylabel": "requests/s", "xlabel": "threads in the pool"}],
+    )
+    _write(
+        args,
+        "figure2",
+        info,
+        title="Figure 2: threaded server benchmark, throughput versus pool size",
+        body=f"- {seconds:g} s per point after a 0.5 s warm-up; each request is an 8 KiB pread of a cached "
+        f"file and one trip through the scheduler (see demos/load/seda.py); pinned to CPU {cpus}\n\n"
+        + "\n".join(lines)
+        + f"\n\n{table}",
+        raw={"results": results},
+    )
+
+
+def _write(
+    args: argparse.Namespace, name: str, info: dict[str, Any], *, title: str, body: str, raw: dict
+) -> None:
+    command = "make figures (python -m demos.figures " + " ".join(sys.argv[1:]) + ")"
+    with open(os.path.join(args.out, f"{name}.md"), "w") as f:
+        f.write(f"# {title}\n\n{report.machine_markdown(info, command.replace(' )', ')'))}\n{body}\n\n")
+        f.write(f"![{name}]({name}.png)\n")
+    with open(os.path.join(args.out, f"{name}.json"), "w") as f:
+        json.dump({"machine": info, **raw}, f, indent=1)
+    print(f"wrote {os.path.join(args.out, name)}.png, .md, .json", flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="python -m demos.figures", description=__doc__.splitlines()[0])
+    p.add_argument("--fig", default="3,2", help="which figures, in order")
+    p.add_argument(
+        "--quick", action="store_true", help="a short subset: checks the pipeline, not the figures"
+    )
+    p.add_argument("--duration", type=float, default=0.0, help="seconds per point")
+    p.add_argument("--clients", default="", help="Figure 3 client counts (comma-separated)")
+    p.add_argument("--servers", default="", help="Figure 3 servers: " + ",".join(servers.SERVERS))
+    p.add_argument("--pool-sizes", default="", help="Figure 2 pool sizes (comma-separated)")
+    p.add_argument("--out", default=report.RESULTS_DIR)
+    args = p.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    info = report.machine_info()
+    for fig in args.fig.split(","):
+        {"3": figure3, "2": figure2}[fig.strip()](args, info)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""Figure 2 of the paper: SEDA's threaded-server benchmark, on greenloop, OS threads, asyncio.
+
+    python -m demos.load.seda --impl greenloop|threads|asyncio --n N [--seconds S]
+
+Prints one JSON line: completed requests per second, with N threads in the pool.
+
+The benchmark (after SEDA's, as the paper repeats it): requests are generated inside the
+process, no network; each request is an 8 KiB read from a cached file (``os.pread`` of a
+file just written, so it sits in the OS page cache). A producer keeps a request queue full;
+
+* threaded server (greenloop green threads, or real OS threads): a preallocated pool of N
+  threads, each looping ``take a request from the queue -> read 8 KiB -> count it ->
+  yield``. The yield stands for the blocking point a real request has (writing the answer):
+  every request costs one trip through the scheduler, so the cost of scheduling among N
+  threads is what is measured as N grows;
+* event server (asyncio): one consumer task pulls requests from the queue and handles them,
+  yielding to the loop after each batch, as an event handler does.
+
+Throughput is measured over ``seconds`` after a short warm-up, once all N threads exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from typing import Any
+
+READ = 8192
+WARMUP = 0.5
+
+
+def _cached_file() -> tuple[int, str]:
+    fd, path = tempfile.mkstemp(prefix="seda-")
+    os.write(fd, os.urandom(READ))
+    os.pread(fd, READ, 0)  # now it is in the page cache
+    return fd, path
+
+
+def _rss() -> int:
+    """Peak RSS of this process (not ru_maxrss: Linux carries that over exec from the parent)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def run_greenloop(n: int, seconds: float, fd: int) -> dict[str, Any]:
+    import greenloop
+
+    waiting: collections.deque[Any] = collections.deque()  # parked workers' futures
+    queue: collections.deque[int] = collections.deque()
+    state = {"done": 0, "running": True}
+
+    def take() -> int:
+        """The green queue's get(): an item now, or park until the producer hands one over."""
+        if queue:
+            return queue.popleft()
+        loop = greenloop.current_green_thread().get_loop()
+        fut = loop.create_future()
+        waiting.append(fut)
+        return greenloop.await_(fut)
+
+    def worker() -> None:
+        while state["running"]:
+            take()
+            os.pread(fd, READ, 0)
+            state["done"] += 1
+            greenloop.sleep(0)
+
+    def producer() -> None:
+        while state["running"]:
+            for _ in range(max(0, n - len(queue) - 0)):  # keep one request per thread queued
+                if waiting:
+                    waiting.popleft().set_result(1)
+                else:
+                    queue.append(1)
+            greenloop.sleep(0)
+        while waiting:
+            waiting.popleft().set_result(0)
+
+    def main() -> dict[str, Any]:
+        t0 = time.perf_counter()
+        workers = [greenloop.spawn(worker) for _ in range(n)]
+        greenloop.sleep(0)
+        spawn_s = time.perf_counter() - t0
+        prod = greenloop.spawn(producer)
+        greenloop.sleep(WARMUP)
+        d0, t1 = state["done"], time.perf_counter()
+        greenloop.sleep(seconds)
+        d1, t2 = state["done"], time.perf_counter()
+        state["running"] = False
+        prod.join()
+        for w in workers:
+            w.join()
+        return {"rps": (d1 - d0) / (t2 - t1), "spawn_s": spawn_s}
+
+    return greenloop.spawn(main).join()
+
+
+def run_threads(n: int, seconds: float, fd: int) -> dict[str, Any]:
+    import queue as queue_mod
+
+    threading.stack_size(256 * 1024)
+    q: queue_mod.Queue[int] = queue_mod.Queue(maxsize=max(1, n))
+    state = {"done": 0, "running": True}
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while q.get():
+            os.pread(fd, READ, 0)
+            with lock:
+                state["done"] += 1
+            time.sleep(0)  # the blocking point: let the kernel schedule another thread
+
+    t0 = time.perf_counter()
+    workers = []
+    try:
+        for _ in range(n):
+            t = threading.Thread(target=worker, daemon=True)
+            t.start()
+            workers.append(t)
+    except RuntimeError as exc:  # can't start new thread: the machine's limit
+        return {"error": f"{type(exc).__name__}: {exc} after {len(workers)} threads"}
+    spawn_s = time.perf_counter() - t0
+
+    def producer() -> None:
+        while state["running"]:
+            q.put(1)
+        for _ in workers:
+            q.put(0)
+
+    threading.Thread(target=producer, daemon=True).start()
+    time.sleep(WARMUP)
+    d0, t1 = state["done"], time.perf_counter()
+    time.sleep(seconds)
+    d1, t2 = state["done"], time.perf_counter()
+    state["running"] = False
+    for t in workers:
+        t.join(10)
+    return {"rps": (d1 - d0) / (t2 - t1), "spawn_s": spawn_s}
+
+
+def run_asyncio(n: int, seconds: float, fd: int) -> dict[str, Any]:
+    import asyncio
+
+    async def main() -> dict[str, Any]:
+        q: asyncio.Queue[int] = asyncio.Queue()
+        state = {"done": 0, "running": True}
+
+        async def producer() -> None:
+            while state["running"]:
+                for _ in range(1024 - q.qsize()):
+                    q.put_nowait(1)
+                await asyncio.sleep(0)
+
+        async def consumer() -> None:  # the single event handler
+            while state["running"]:
+                for _ in range(q.qsize()):
+                    q.get_nowait()
+                    os.pread(fd, READ, 0)
+                    state["done"] += 1
+                await asyncio.sleep(0)
+
+        tasks = [asyncio.create_task(producer()), asyncio.create_task(consumer())]
+        await asyncio.sleep(WARMUP)
+        d0, t1 = state["done"], time.perf_counter()
+        await asyncio.sleep(seconds)
+        d1, t2 = state["done"], time.perf_counter()
+        state["running"] = False
+        await asyncio.gather(*tasks)
+        return {"rps": (d1 - d0) / (t2 - t1), "spawn_s": 0.0}
+
+    return asyncio.run(main())
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="python -m demos.load.seda", description=__doc__.splitlines()[0])
+    p.add_argument("--impl", choices=("greenloop", "threads", "asyncio"), required=True)
+    p.add_argument("--n", type=int, default=1, help="threads in the pool (ignored by asyncio)")
+    p.add_argument("--seconds", type=float, default=3.0)
+    args = p.parse_args()
+    fd, path = _cached_file()
+    try:
+        run = {"greenloop": run_greenloop, "threads": run_threads, "asyncio": run_asyncio}[args.impl]
+        result = run(args.n, args.seconds, fd)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    result.update(impl=args.impl, n=args.n, rss_max=_rss())
+    print(json.dumps(result), flush=True)
+    sys.stdout.flush()
+    os._exit(0)  # OS-thread pools: do not wait for stragglers at interpreter exit
+
+
+if __name__ == "__main__":
+    main()

@@ -9,6 +9,7 @@ stdlib's own code.
 from __future__ import annotations
 
 import selectors as _selectors
+import sys
 from typing import Any
 
 from . import select as _green_select
@@ -38,6 +39,17 @@ class EpollSelector(_selectors.EpollSelector):
 
 
 DefaultSelector = EpollSelector
+
+
+def _after_patch() -> None:
+    # Stdlib modules that copied a selector class when they were imported, before patching.
+    socketserver = sys.modules.get("socketserver")
+    if socketserver is not None and getattr(socketserver, "_ServerSelector", None) in (
+        _selectors.PollSelector,
+        _selectors.SelectSelector,
+    ):
+        socketserver._ServerSelector = PollSelector
+
 
 # The rest (BaseSelector, SelectorKey, EVENT_READ, ...) is the original module's.
 for _name in dir(_selectors):

@@ -61,7 +61,7 @@ class Backend(socketserver.ThreadingTCPServer):
 async def main(seconds: float) -> int:
     backend = Backend(("127.0.0.1", 0), SlowBackend)
     threading.Thread(target=backend.serve_forever, name="backend", daemon=True).start()
-    backend_url = "http://127.0.0.1:%d" % backend.server_address[1]
+    backend_url = f"http://127.0.0.1:{backend.server_address[1]}"
     session = requests.Session()
     session.trust_env = False  # loopback only, whatever proxy the environment names
     session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=100))

@@ -48,7 +48,7 @@ def _after_patch() -> None:
         _selectors.PollSelector,
         _selectors.SelectSelector,
     ):
-        socketserver._ServerSelector = PollSelector
+        socketserver._ServerSelector = PollSelector  # type: ignore[attr-defined]
 
 
 # The rest (BaseSelector, SelectorKey, EVENT_READ, ...) is the original module's.

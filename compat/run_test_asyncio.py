@@ -8,6 +8,8 @@
 Each test module runs in its own worker subprocess (``compat._worker``), two at a time. A test
 that hangs past ``--test-timeout`` or crashes its worker is recorded as an error and the
 module resumes after it in a fresh worker; a module is cut off after ``--module-timeout``.
+Exit status: 1 when --check finds a test greenloop loses, 2 when the harness itself is wrong
+(a test of the greenloop run built asyncio's own loop, or a stale exclusion), else 0.
 See compat/README.md.
 """
 

@@ -81,6 +81,11 @@ class GreenTask(asyncio.Task):  # type: ignore[type-arg]
         return super().uncancel()
 
 
+# asyncio builds a task's repr (in logs, error messages, debug output) from the class
+# __name__; users and tests match on "<Task ...". The qualname still says GreenTask.
+GreenTask.__name__ = "Task"
+
+
 if sys.version_info >= (3, 12):
 
     def eager_task_factory(

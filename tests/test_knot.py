@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from demos.knot.http import REASONS
-from demos.load.servers import Server
+from demos.load.servers import Server, children
 
 RUNTIMES = ["greenloop", "threads"]
 if importlib.util.find_spec("gevent") is not None:
@@ -494,3 +494,16 @@ def test_running_out_of_descriptors_on_accept_is_survived(docroot: Path, knot: S
                 assert time.monotonic() < deadline, "the server stopped accepting after EMFILE"
                 time.sleep(0.1)
         assert server.alive()
+
+
+def test_prefork_workers_share_the_port(docroot: Path, knot: Server) -> None:
+    runtime = next(r for r, name in SERVER_NAMES.items() if name == knot.name)
+    with start_knot(runtime, docroot, "--workers", "2") as server:
+        workers = children(server.proc.pid)
+        assert len(workers) == 2
+        for _ in range(10):  # new connections each time: the kernel spreads them
+            assert one(server, get("/a.txt")).status == 200
+        server.proc.terminate()
+        assert server.proc.wait(10) == 0  # the parent stops its workers and exits cleanly
+        for pid in workers:  # reaped by the parent, so gone
+            assert not os.path.exists(f"/proc/{pid}")

@@ -97,10 +97,24 @@ def prefork(args: argparse.Namespace) -> None:
     probe.bind((args.host, args.port))  # bound, never listening: it gets no connections
     port = probe.getsockname()[1]
     ready_r, ready_w = os.pipe()
-    children = []
+    children: list[int] = []
+    stopping: list[int] = []
+
+    def stop(signum: int, _frame: object) -> None:
+        stopping.append(signum)
+        for pid in children:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     for _ in range(args.workers):
         pid = os.fork()
         if pid == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             os.close(ready_r)
             probe.close()
             try:
@@ -114,21 +128,11 @@ def prefork(args: argparse.Namespace) -> None:
             break  # a worker died before listening; its exit status says why
     probe.close()
     announce(args, port)
-
-    def stop(signum: int, _frame: object) -> None:
-        for pid in children:
-            try:
-                os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     status = 0
     for pid in children:
         _, code = os.waitpid(pid, 0)
         status = status or os.waitstatus_to_exitcode(code)
-    sys.exit(status)
+    sys.exit(0 if stopping else min(255, abs(status)))
 
 
 def main(argv: list[str] | None = None) -> None:

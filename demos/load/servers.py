@@ -76,7 +76,7 @@ class Server:
     def rss(self) -> int:
         """Resident memory (bytes) of the server and its worker processes."""
         total = 0
-        for pid in [self.proc.pid, *_children(self.proc.pid)]:
+        for pid in [self.proc.pid, *children(self.proc.pid)]:
             try:
                 with open(f"/proc/{pid}/status") as f:
                     for line in f:
@@ -107,7 +107,8 @@ class Server:
         self.stop()
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
+    """The direct child processes of ``pid`` (pre-forked workers)."""
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
             return [int(p) for p in f.read().split()]

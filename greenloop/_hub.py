@@ -154,7 +154,7 @@ def park(loop: Loop, fut: asyncio.Future[Any], timeout: float | None = None, wha
     timer = loop.call_later(timeout, wake, _TIMED_OUT) if timeout is not None else None
     if owner is not None:
         owner._gl_waiter = fut
-    loop._parked[me] = fut
+    loop._parked[me] = (fut, owner)
     if task is not None:
         _leave_task(loop, task)
     try:
@@ -186,33 +186,49 @@ def park(loop: Loop, fut: asyncio.Future[Any], timeout: float | None = None, wha
 
 
 def unwind_parked(loop: Loop) -> None:
-    """At close(): unwind every greenlet still parked (their ``finally`` blocks run)."""
+    """At close(): unwind every greenlet still parked, so their ``finally`` blocks run.
+
+    A parked task step gets CancelledError at its blocking point and is reported as asyncio
+    reports a pending task it destroys; a parked green thread gets GreenletExit, ends
+    cancelled, and is reported the same way.
+    """
     me = getcurrent()
-    for glet, fut in list(loop._parked.items()):
+    for glet, (_fut, owner) in list(loop._parked.items()):
         if glet.dead:
             continue
-        fut.cancel()
         try:
             glet.parent = me
+        except ValueError:  # another OS thread's greenlet: it cannot be resumed from here
+            continue
+        if isinstance(owner, asyncio.Task):
+            message = "Task was destroyed but it is pending!"
+            context: dict[str, Any] = {"task": owner}
+            glet.throw(asyncio.CancelledError)
+        else:
+            message = "Green thread was destroyed but it is pending!"
+            context = {"green_thread": owner}
             glet.throw(GreenletExit)
-        except GreenletExit:
-            pass
-        except ValueError:
-            pass
+        loop.call_exception_handler({"message": message, **context})
     loop._parked.clear()
-    for hub in loop._hub_pool:
-        if not hub.dead:
-            try:
-                hub.parent = me
-                hub.throw(GreenletExit)
-            except (GreenletExit, ValueError):
-                pass
-    loop._hub_pool.clear()
-    for glet in loop._green_pool:
-        if not glet.dead:
-            try:
-                glet.parent = me
-                glet.throw(GreenletExit)
-            except (GreenletExit, ValueError):
-                pass
-    loop._green_pool.clear()
+    kill_pooled(loop)
+    pool = loop._green_pool
+    while pool:
+        _kill(pool.pop(), me)
+
+
+def kill_pooled(loop: Loop) -> None:
+    """End the hubs parked in the pool (when run_forever() returns, and at close())."""
+    me = getcurrent()
+    pool = loop._hub_pool
+    while pool:
+        _kill(pool.pop(), me)
+
+
+def _kill(glet: greenlet, me: greenlet) -> None:
+    if glet.dead:
+        return
+    try:
+        glet.parent = me
+    except ValueError:  # owned by another OS thread: dropping it is all we can do
+        return
+    glet.throw(GreenletExit)

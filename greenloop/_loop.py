@@ -134,7 +134,7 @@ class Loop(asyncio.SelectorEventLoop):
         self._runner: greenlet | None = None
         self._hub_pool: list[greenlet] = []
         # Greenlets suspended in a blocking-style call, so close() can unwind them.
-        self._parked: dict[greenlet, asyncio.Future[Any]] = {}
+        self._parked: dict[greenlet, tuple[asyncio.Future[Any], Any]] = {}
         # Ready queues for green threads whose priority is not the default; the default
         # level is asyncio's own _ready deque, so callbacks keep their FIFO order.
         self._prio_ready: list[collections.deque[Any]] = [
@@ -179,6 +179,8 @@ class Loop(asyncio.SelectorEventLoop):
             events._set_running_loop(self)
             _hub.run_hub(self)
         finally:
+            # Retired hubs belong to this OS thread: end them now, while we are on it.
+            _hub.kill_pooled(self)
             self._stopping = False
             self._thread_id = None
             self._hub = None

@@ -8,20 +8,21 @@ is already known is one ``epoll_ctl(MOD)``. ``poll`` is the fallback where epoll
 Facts about epoll that this module depends on:
 
 * Closing an fd removes it from the epoll set only when the last descriptor for the open file
-  is closed. The loop's own map may therefore still list an fd number that the kernel has
-  forgotten; when that number is reused by a new socket, ``MOD`` fails with ENOENT. We then
-  register afresh instead of failing (asyncio's own selector raises FileNotFoundError here).
-* Events are delivered for fd numbers, and the loop only dispatches events for fds in its map
-  and only for the event kinds currently asked for, so a reused number never sees events it
-  did not ask for. A dup'ed descriptor that stays open after its twin is closed can still
-  raise readiness for the old file; callbacks treat readiness as a hint and retry on
-  ``BlockingIOError``, so such a spurious wake-up costs one failed syscall, never data.
+  is closed. The loop's map may therefore still list an fd number whose file the kernel has
+  forgotten, or (with a dup'ed twin still open) still watches under that number. When the
+  number is reused by a new file and the loop asks for events on it again, we always issue
+  ``EPOLL_CTL_MOD`` (even if the mask is unchanged): ENOENT is how we learn the number now
+  names another file. Then the parts of the registration that belonged to the closed file are
+  dropped (their callbacks cancelled), and the epoll set is rebuilt from the map so that a
+  dup'ed twin's registration, which can no longer be deleted by fd, stops delivering events.
+  asyncio's own loop raises FileNotFoundError in this situation, or silently never wakes.
+* The loop dispatches events only for fds in its map and only for the kinds asked for.
 """
 
 from __future__ import annotations
 
-import errno
 import os
+import select
 import selectors
 from typing import Any
 
@@ -29,23 +30,71 @@ __all__ = ["default_selector", "poller_name"]
 
 
 class _EpollSelector(selectors.EpollSelector):
-    """``selectors.EpollSelector`` that survives a closed-and-reused fd number."""
+    """``selectors.EpollSelector`` that detects and cleans up closed-and-reused fd numbers."""
+
+    _selector: select.epoll
+    _fd_to_key: dict[int, selectors.SelectorKey]
 
     def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
-        try:
-            return super().modify(fileobj, events, data)
-        except FileNotFoundError:
-            # The kernel dropped the fd when it was closed; the number now names a new file.
-            # super().modify() already removed the stale key from the map.
-            return self.register(fileobj, events, data)
+        key = self.get_key(fileobj)
+        if events != key.events or not _rearms_own_registration(key.data, data):
+            try:
+                self._selector.modify(key.fd, _epoll_mask(events))
+            except FileNotFoundError:
+                return self._reused(key, events, data)
+        key = key._replace(events=events, data=data)
+        self._fd_to_key[key.fd] = key
+        return key
 
-    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
-        try:
-            return super().unregister(fileobj)
-        except OSError as exc:  # pragma: no cover - selectors already ignores these
-            if exc.errno in (errno.EBADF, errno.ENOENT):
-                raise KeyError(fileobj) from None
-            raise
+    def _reused(self, stale: selectors.SelectorKey, events: int, data: Any) -> selectors.SelectorKey:
+        """``stale.fd`` was closed and now names a new file: keep only what is new."""
+        if isinstance(data, tuple) and isinstance(stale.data, tuple) and len(data) == 2:
+            # asyncio's (reader, writer) handles: those carried over from the old key were
+            # registered for the closed file and must never run for the new one.
+            fresh: list[Any] = []
+            bits = (selectors.EVENT_READ, selectors.EVENT_WRITE)
+            for bit, handle, old in zip(bits, data, stale.data, strict=True):
+                if handle is not None and handle is old:
+                    handle.cancel()
+                    events &= ~bit
+                    fresh.append(None)
+                else:
+                    fresh.append(handle)
+            data = tuple(fresh)
+        del self._fd_to_key[stale.fd]
+        self._rebuild()
+        if not events:
+            return stale._replace(events=0, data=data)
+        return self.register(stale.fileobj, events, data)
+
+    def _rebuild(self) -> None:
+        # O(registered fds), only when a reused fd number is detected.
+        old = self._selector
+        self._selector = select.epoll()
+        for key in self._fd_to_key.values():
+            self._selector.register(key.fd, _epoll_mask(key.events))
+        old.close()
+
+
+def _rearms_own_registration(old: Any, new: Any) -> bool:
+    """True when only cancelled handles are replaced and the mask stays: no syscall needed.
+
+    The cooperative socket keeps its fd registered between waits and disarms it by cancelling
+    its handle; re-arming swaps in a new handle. It unregisters before closing, so a cancelled
+    handle never belongs to a closed file. A *live* handle being replaced may: verify then.
+    """
+    if not (isinstance(old, tuple) and isinstance(new, tuple) and len(old) == len(new) == 2):
+        return False
+    return all(o is n or o is None or o.cancelled() for o, n in zip(old, new, strict=True))
+
+
+def _epoll_mask(events: int) -> int:
+    mask = 0
+    if events & selectors.EVENT_READ:
+        mask |= select.EPOLLIN
+    if events & selectors.EVENT_WRITE:
+        mask |= select.EPOLLOUT
+    return mask
 
 
 _POLLERS: dict[str, type[selectors.BaseSelector]] = {"select": selectors.SelectSelector}

@@ -1248,15 +1248,7 @@ def test_unclosed_loop_warns(loop_factory):
 # asyncio has no blocking-style calls, so these run on greenloop only; the reference is what
 # asyncio does with the same program written with ``await``.
 
-CLOSE_PARKED_BUG = (
-    "_hub.py:188 unwind_parked() throws GreenletExit into a task parked in a blocking-style call; "
-    "it escapes the task's step, the task finishes with exception=GreenletExit and the loop "
-    "logs 'GreenTask exception was never retrieved' instead of asyncio's 'Task was destroyed "
-    "but it is pending!' for a task still waiting when its loop is closed"
-)
 
-
-@pytest.mark.xfail(strict=True, reason=f"greenloop bug: {CLOSE_PARKED_BUG}")
 def test_green_close_with_task_parked_in_blocking_call(green_loop):
     loop = green_loop
     contexts = []
@@ -1283,15 +1275,6 @@ def test_green_close_with_task_parked_in_blocking_call(green_loop):
     assert [c["message"] for c in contexts] == ["Task was destroyed but it is pending!"] * 3
 
 
-HUBS_OF_OTHER_THREAD_BUG = (
-    "_hub.py:206 unwind_parked() cannot unwind the hub pool of a loop closed from another thread "
-    "than the one that ran it: 'hub.parent = me' raises ValueError, which is swallowed, so "
-    "the pooled hubs stay alive as long as that thread does (drain the pool when "
-    "run_forever() returns, on the thread that owns it)"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=f"greenloop bug: {HUBS_OF_OTHER_THREAD_BUG}")
 def test_green_close_from_another_thread_leaves_no_greenlets(green_loop):
     loop = green_loop
 

@@ -1015,20 +1015,7 @@ def test_reused_fd_after_remove_reader(loop):
 # mask) issues no epoll_ctl at all and never delivers the new socket's events. greenloop's
 # poller promises better (greenloop/_poller.py docstring), so these are greenloop-only tests.
 
-REUSED_FD_BUG = (
-    "_poller.py:34 _EpollSelector.modify only re-registers on FileNotFoundError, which needs "
-    "an EPOLL_CTL_MOD; asyncio's _add_reader on a stale key with an unchanged mask calls modify "
-    "with the same events, selectors skips epoll_ctl, and the reused fd is never in the epoll set"
-)
 
-STALE_WRITER_BUG = (
-    "_poller.py:40 re-registers the reused fd with the events and data asyncio merged from the "
-    "stale key (_add_reader keeps the closed socket's writer handle): the dead fd's writer "
-    "callback fires for the new socket, busily, until removed"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=f"greenloop bug: {REUSED_FD_BUG}")
 def test_green_reused_fd_reader_after_reader(green_loop):
     loop = green_loop
     old, old_peer = socket.socketpair()
@@ -1051,7 +1038,6 @@ def test_green_reused_fd_reader_after_reader(green_loop):
     assert stale == []
 
 
-@pytest.mark.xfail(strict=True, reason=f"greenloop bug: {STALE_WRITER_BUG}")
 def test_green_reused_fd_reader_after_writer(green_loop):
     loop = green_loop
     old, old_peer = socket.socketpair()
@@ -1075,7 +1061,6 @@ def test_green_reused_fd_reader_after_writer(green_loop):
     assert stale == []
 
 
-@pytest.mark.xfail(strict=True, reason=f"greenloop bug: {REUSED_FD_BUG}")
 def test_green_reused_fd_number_of_a_dup(green_loop):
     """The closed fd had a dup that stays open: events on that old file must not be delivered."""
     loop = green_loop

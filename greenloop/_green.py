@@ -95,7 +95,13 @@ def wait(fut: asyncio.Future[_T], timeout: float | None = None, what: str = "wai
     if gt is not None and gt._gl_must_cancel:
         gt._gl_must_cancel = False
         raise asyncio.CancelledError(gt._gl_cancel_msg)
-    return _hub.park(loop, fut, timeout, what)  # type: ignore[no-any-return]
+    result = _hub.park(loop, fut, timeout, what)
+    if gt is not None and gt._gl_must_cancel:
+        # cancel() came after fut completed but before this green thread resumed: raise
+        # here, as asyncio raises at the await a task resumes from.
+        gt._gl_must_cancel = False
+        raise asyncio.CancelledError(gt._gl_cancel_msg)
+    return result  # type: ignore[no-any-return]
 
 
 def _drive(loop: Loop, fut: asyncio.Future[_T], timeout: float | None) -> _T:

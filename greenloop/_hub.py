@@ -203,12 +203,20 @@ def unwind_parked(loop: Loop) -> None:
         if isinstance(owner, asyncio.Task):
             message = "Task was destroyed but it is pending!"
             context: dict[str, Any] = {"task": owner}
-            glet.throw(asyncio.CancelledError)
+            exc: type[BaseException] = asyncio.CancelledError
         else:
             message = "Green thread was destroyed but it is pending!"
             context = {"green_thread": owner}
-            glet.throw(GreenletExit)
+            exc = GreenletExit
         loop.call_exception_handler({"message": message, **context})
+        try:
+            glet.throw(exc)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as error:  # raised by the unwound code itself (a finally block)
+            loop.call_exception_handler(
+                {"message": f"Exception while unwinding {owner!r} at loop close", "exception": error}
+            )
     loop._parked.clear()
     kill_pooled(loop)
     pool = loop._green_pool

@@ -22,7 +22,7 @@ import os
 import sys
 import time
 
-from demos.load import report, servers, tree, wrk
+from demos.load import report, servers, tree, tuning, wrk
 
 DEFAULT_SERVERS = ["knot-c", "aiohttp-uvloop", "aiohttp-asyncio"]
 
@@ -57,6 +57,9 @@ def main() -> None:
     results: dict[str, list[dict]] = {}
     step = 0
     with contextlib.ExitStack() as stack:
+        info["tuning"] = stack.enter_context(tuning.apply())
+        for note in info["tuning"]:
+            print("kernel:", note, flush=True)
         running = {}
         for name in names:  # side by side: all listening before any is loaded
             running[name] = stack.enter_context(servers.Server(name, root, cpus=server_cpus))

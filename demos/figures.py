@@ -30,7 +30,7 @@ import sys
 import time
 from typing import Any
 
-from demos.load import report, servers, tree, wrk
+from demos.load import report, servers, tree, tuning, wrk
 
 FIG3_SERVERS = [
     "knot-c",
@@ -278,8 +278,12 @@ def main() -> None:
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     info = report.machine_info()
-    for fig in args.fig.split(","):
-        {"3": figure3, "2": figure2}[fig.strip()](args, info)
+    with tuning.apply() as notes:
+        info["tuning"] = notes
+        for note in notes:
+            print("kernel:", note, flush=True)
+        for fig in args.fig.split(","):
+            {"3": figure3, "2": figure2}[fig.strip()](args, info)
 
 
 if __name__ == "__main__":

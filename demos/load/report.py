@@ -71,6 +71,7 @@ def machine_markdown(info: dict[str, Any], command: str) -> str:
             f"- date: {info['date']}; commit {info['commit']}",
             f"- machine: {info['cpu']}; {info['os']}; load average before the run {info['load_before']}",
             f"- {info['python']}; {pkgs}; {info['wrk']}",
+            *(f"- kernel: {note}" for note in info.get("tuning", [])),
         ]
     )
 

@@ -725,3 +725,28 @@ def test_subprocess_os_and_signal_cooperate() -> None:
         """
     )
     assert lines(proc) == ["ok"]
+
+
+def test_patch_all_while_real_threads_run() -> None:
+    proc = run(
+        """
+        import threading, time, queue
+        q = queue.Queue()
+        stop = threading.Event()
+        def real_worker():  # a real OS thread started before patching, using the originals
+            while not stop.is_set():
+                q.put(threading.get_native_id())
+                time.sleep(0.01)
+        t = threading.Thread(target=real_worker)
+        t.start()
+        monkey.patch_all()
+        import time as patched_time
+        patched_time.sleep(0.1)  # the main thread drives the loop; the real thread runs on
+        stop.set()
+        t.join()
+        natives = {q.get() for _ in range(q.qsize())}
+        assert natives == {t.native_id}, natives
+        print("ok")
+        """
+    )
+    assert lines(proc) == ["ok"]

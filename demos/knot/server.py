@@ -38,9 +38,14 @@ RECV_SIZE = 65536
 # requests; below it they are joined into one buffer (one send), above it sent one by one.
 FLUSH_AT = 65536
 STREAM_CHUNK = 256 * 1024
+# After an error answer, how long to keep reading (and dropping) what the client still sends
+# before closing: closing with unread input sends a reset, and a reset can make the client's
+# kernel discard our answer before the client has read it (Apache's "lingering close").
+LINGER = 1.0
 # Errors after which the connection is closed (its byte stream can no longer be trusted, or
 # the client is being turned away).
 _CLOSING = {400, 408, 413, 414, 431, 500, 503}
+CLOSE = 1  # answer(): the connection ends normally after this answer
 # accept() failures that say "not now" rather than "broken": out of descriptors or memory.
 _ACCEPT_RESOURCE = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 _ACCEPT_TRANSIENT = {errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR}
@@ -126,10 +131,17 @@ class Knot:
                 full = self.active >= self.cfg.max_conns
                 if not full:
                     self.active += 1
-            if full:
+            try:
+                if full:
+                    raise RuntimeError("connection limit reached")
+                self.rt.spawn(self.connection, conn)
+            except RuntimeError as exc:  # full, or no thread to be had ("can't start new thread")
+                if not full:
+                    self.warn(f"accept: {exc}")
+                    with self.lock:
+                        self.active -= 1
                 self.refuse(conn)
                 continue
-            self.rt.spawn(self.connection, conn)
             self.rt.after_accept()
 
     def refuse(self, conn: socket.socket) -> None:
@@ -147,7 +159,8 @@ class Knot:
         try:
             conn = self.rt.wrap(conn)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.converse(conn, Writer(conn, self.cfg.send_timeout))
+            if self.converse(conn, Writer(conn, self.cfg.send_timeout)):
+                self.linger(conn)
         except OSError:
             pass  # reset, broken pipe, a client that stopped reading: it is gone
         except Exception as exc:  # a bug: lose this connection, not the server
@@ -157,8 +170,11 @@ class Knot:
             with self.lock:
                 self.active -= 1
 
-    def converse(self, conn: Any, out: Writer) -> None:
-        """Answer requests in order until the client, a timeout or an error ends it."""
+    def converse(self, conn: Any, out: Writer) -> bool:
+        """Answer requests in order until the client, a timeout or an error ends it.
+
+        Returns True if it ended on an error answer (the client may still be sending).
+        """
         cfg = self.cfg
         reader = RequestReader(self.limits)
         while True:
@@ -175,37 +191,52 @@ class Knot:
                 if reader.in_request:  # slow or stalled mid-request (slowloris)
                     out.add(error_response(408, keep_alive=False, head_only=reader.head_only()))
                     out.flush()
-                return
+                return reader.in_request
             if not data:
-                return  # closed or half-closed: every complete request was answered already
+                return False  # closed or half-closed: every complete request was answered already
             error = reader.feed(data)
             while reader.done:
-                if not self.answer(reader.done.popleft(), out):
+                status = self.answer(reader.done.popleft(), out)
+                if status:
                     out.flush()
-                    return
+                    return status != CLOSE
             if error:
                 out.add(error_response(error, keep_alive=False, head_only=reader.head_only()))
                 out.flush()
-                return
+                return True
             out.flush()
 
-    def answer(self, req: Request, out: Writer) -> bool:
-        """Queue the answer to ``req``; False if the connection must close after it."""
+    def answer(self, req: Request, out: Writer) -> int:
+        """Queue the answer to ``req``. Returns 0 to go on, else the connection must close
+        after it: CLOSE if that is normal (asked for, or HTTP/1.0), the error status if not."""
         keep_alive = req.keep_alive and not req.close
         key = route(req)
-        entry = key if isinstance(key, int) else self.lookup(key)
+        try:
+            entry = key if isinstance(key, int) else self.lookup(key)
+        except Exception as exc:  # an unexpected failure reading the file (or a bug): say so
+            self.warn(f"{req.target!r}: {exc!r}")
+            entry = 500
         if isinstance(entry, int):
-            keep_alive = keep_alive and entry not in _CLOSING
-            out.add(error_response(entry, keep_alive, head_only=req.method == b"HEAD"))
-            return keep_alive
+            closing = entry in _CLOSING
+            out.add(error_response(entry, keep_alive and not closing, head_only=req.method == b"HEAD"))
+            return entry if closing else 0 if keep_alive else CLOSE
         head, with_body = file_response(req, entry, keep_alive)
         out.add(head)
         if with_body:
             if entry.body is not None:
                 out.add(entry.body)
             elif not self.stream(entry, out):
-                return False
-        return keep_alive
+                return 500  # the file shrank: the length we promised can no longer be met
+        return 0 if keep_alive else CLOSE
+
+    def linger(self, conn: Any) -> None:
+        """Close gently after an error answer (see LINGER): end our side, drain theirs."""
+        conn.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + LINGER
+        while (left := deadline - time.monotonic()) > 0:
+            conn.settimeout(left)
+            if not conn.recv(RECV_SIZE):
+                return
 
     def lookup(self, key: bytes) -> Entry | int:
         """The page cache, and on a miss the file system (on a real OS thread)."""
@@ -226,7 +257,7 @@ class Knot:
                 size = min(STREAM_CHUNK, entry.size - offset)
                 chunk = self.rt.offload(read_exactly, fd, size, offset)
                 if chunk is None:
-                    return False  # the length we promised can no longer be met
+                    return False
                 out.add(chunk)
         finally:
             os.close(fd)

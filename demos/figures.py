@@ -35,6 +35,7 @@ from demos.load import report, servers, tree, tuning, wrk
 FIG3_SERVERS = [
     "knot-c",
     "knot-a",
+    "knot-patched",
     "knot-gevent",
     "knot-threads",
     "aiohttp-asyncio",

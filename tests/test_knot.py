@@ -26,10 +26,18 @@ import pytest
 from demos.knot.http import REASONS, Limits, RequestReader
 from demos.load.servers import Server, children
 
+# "patched" is the OS-threads code run unmodified under `python -m greenloop` (patch_all).
 RUNTIMES = ["greenloop", "threads"]
 if importlib.util.find_spec("gevent") is not None:
     RUNTIMES.insert(1, "gevent")
-SERVER_NAMES = {"greenloop": "knot-c", "gevent": "knot-gevent", "threads": "knot-threads"}
+if importlib.util.find_spec("greenloop.monkey") and importlib.util.find_spec("greenloop.green.socket"):
+    RUNTIMES.append("patched")
+SERVER_NAMES = {
+    "greenloop": "knot-c",
+    "gevent": "knot-gevent",
+    "threads": "knot-threads",
+    "patched": "knot-patched",
+}
 TIMEOUT = 1.0  # the server's idle, request and send timeouts in these tests
 SERVER_ARGS = ["--idle-timeout", "1", "--request-timeout", "1", "--send-timeout", "1"]
 SECRET = b"TOP-SECRET-0xDEADBEEF: outside the document root\n"

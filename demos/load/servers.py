@@ -15,20 +15,22 @@ import subprocess
 import sys
 import time
 
-# name -> (module, extra arguments, label in tables and plots)
-SERVERS: dict[str, tuple[str, list[str], str]] = {
-    "knot-c": ("demos.knot", ["--runtime", "greenloop", "--policy", "C"], "Knot-C (greenloop)"),
-    "knot-a": ("demos.knot", ["--runtime", "greenloop", "--policy", "A"], "Knot-A (greenloop)"),
-    "knot-gevent": ("demos.knot", ["--runtime", "gevent", "--policy", "C"], "Knot (gevent)"),
-    "knot-threads": ("demos.knot", ["--runtime", "threads"], "Knot (OS threads)"),
-    "aiohttp-asyncio": ("demos.aiohttp_baseline", ["--loop", "asyncio"], "aiohttp (asyncio)"),
-    "aiohttp-uvloop": ("demos.aiohttp_baseline", ["--loop", "uvloop"], "aiohttp (uvloop)"),
+# name -> (command after the interpreter, label in tables and plots); then come --root and --port
+KNOT = ["-m", "demos.knot"]
+SERVERS: dict[str, tuple[list[str], str]] = {
+    "knot-c": ([*KNOT, "--runtime", "greenloop", "--policy", "C"], "Knot-C (greenloop)"),
+    "knot-a": ([*KNOT, "--runtime", "greenloop", "--policy", "A"], "Knot-A (greenloop)"),
+    # The OS-threads code, unmodified, with its threads and sockets made green by patch_all().
+    "knot-patched": (["-m", "greenloop", *KNOT, "--runtime", "threads"], "Knot (python -m greenloop)"),
+    "knot-gevent": ([*KNOT, "--runtime", "gevent", "--policy", "C"], "Knot (gevent)"),
+    "knot-threads": ([*KNOT, "--runtime", "threads"], "Knot (OS threads)"),
+    "aiohttp-asyncio": (["-m", "demos.aiohttp_baseline", "--loop", "asyncio"], "aiohttp (asyncio)"),
+    "aiohttp-uvloop": (["-m", "demos.aiohttp_baseline", "--loop", "uvloop"], "aiohttp (uvloop)"),
     "aiohttp-static": (
-        "demos.aiohttp_baseline",
-        ["--loop", "uvloop", "--variant", "static"],
+        ["-m", "demos.aiohttp_baseline", "--loop", "uvloop", "--variant", "static"],
         "aiohttp web.static (uvloop)",
     ),
-    "uvloop-httptools": ("demos.uvloop_httptools", [], "uvloop + httptools (events)"),
+    "uvloop-httptools": (["-m", "demos.uvloop_httptools"], "uvloop + httptools (events)"),
 }
 _READY = re.compile(r"http://\[?[^\s\]]*\]?:(\d+)/")
 
@@ -45,9 +47,9 @@ class Server:
         startup_timeout: float = 20.0,
         nofile: int | None = None,
     ) -> None:
-        module, args, self.label = SERVERS[name]
+        args, self.label = SERVERS[name]
         self.name = name
-        cmd = [sys.executable, "-m", module, "--root", root, "--port", str(port), *args, *(extra or [])]
+        cmd = [sys.executable, *args, "--root", root, "--port", str(port), *(extra or [])]
 
         def setup() -> None:  # in the child, before exec
             if cpus:

@@ -146,7 +146,6 @@ _fileno = _csock.fileno
 _settimeout = _csock.settimeout
 _gettimeout = _csock.gettimeout
 _setblocking = _csock.setblocking
-_csock_close = _csock.close
 _csock_del: Callable[[_csock], None] = getattr(_csock, "__del__")  # noqa: B009  (untyped slot)
 
 _MISSING = object()
@@ -156,11 +155,6 @@ _FOREIGN_CLOSE_WAIT = 1.0
 
 def _ebadf() -> OSError:
     return OSError(_errno.EBADF, _os.strerror(_errno.EBADF))
-
-
-def _set_result_unless_done(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
 
 
 class _Waiter:

@@ -78,7 +78,7 @@ def _check_timeout(timeout: float | None) -> None:
         raise ValueError(f"timeout must be a non-negative number or None, not {timeout!r}")
 
 
-def wait(fut: asyncio.Future[_T], timeout: float | None = None, what: str = "wait()") -> _T:
+def wait(fut: asyncio.Future[_T] | _hub.Waiter, timeout: float | None = None, what: str = "wait()") -> _T:
     """Block (cooperatively) until ``fut`` is done and return its result.
 
     Raises TimeoutError after ``timeout`` seconds (the future is left as it is).
@@ -104,9 +104,9 @@ def wait(fut: asyncio.Future[_T], timeout: float | None = None, what: str = "wai
     return result  # type: ignore[no-any-return]
 
 
-def _drive(loop: Loop, fut: asyncio.Future[_T], timeout: float | None) -> _T:
+def _drive(loop: Loop, fut: asyncio.Future[_T] | _hub.Waiter, timeout: float | None) -> _T:
     """Run ``loop`` on this (main) greenlet until ``fut`` is done or ``timeout`` passes."""
-    if timeout is None:
+    if timeout is None and isinstance(fut, asyncio.Future):
         return loop.run_until_complete(fut)
     stop = loop.create_future()
 
@@ -115,15 +115,16 @@ def _drive(loop: Loop, fut: asyncio.Future[_T], timeout: float | None) -> _T:
             stop.set_result(None)
 
     fut.add_done_callback(wake)
-    timer = loop.call_later(timeout, wake, None)
+    timer = loop.call_later(timeout, wake, None) if timeout is not None else None
     try:
         loop.run_until_complete(stop)
     finally:
-        timer.cancel()
+        if timer is not None:
+            timer.cancel()
         fut.remove_done_callback(wake)
     if not fut.done():
         raise TimeoutError
-    return fut.result()
+    return fut.result()  # type: ignore[no-any-return]
 
 
 # -- blocking-style primitives -------------------------------------------------------------
@@ -137,14 +138,13 @@ def sleep(seconds: float) -> None:
     if loop is None:
         _ORIGINAL_SLEEP(seconds)
         return
-    fut = loop.create_future()
+    waiter = _hub.Waiter(loop)
     if seconds == 0:
-        loop.call_soon(_set_result_unless_done, fut)
-        wait(fut, None, "greenloop.sleep()")
-        return
-    timer = loop.call_later(seconds, _set_result_unless_done, fut)
+        timer: asyncio.Handle = loop.call_soon(waiter.wake)
+    else:
+        timer = loop.call_later(seconds, waiter.wake)
     try:
-        wait(fut, None, "greenloop.sleep()")
+        wait(waiter, None, "greenloop.sleep()")
     finally:
         timer.cancel()
 
@@ -175,13 +175,13 @@ def _wait_fd(fd: Any, timeout: float | None, write: bool) -> None:
                 f"{'writing' if write else 'reading'} by another green thread, task or reader "
                 "callback; only one waiter per fd and direction is supported"
             )
-    fut = loop.create_future()
+    waiter = _hub.Waiter(loop)
     if write:
-        loop.add_writer(fd, _set_result_unless_done, fut)
+        loop.add_writer(fd, waiter.wake)
     else:
-        loop.add_reader(fd, _set_result_unless_done, fut)
+        loop.add_reader(fd, waiter.wake)
     try:
-        wait(fut, timeout, what)
+        wait(waiter, timeout, what)
     finally:
         if write:
             loop.remove_writer(fd)

@@ -545,3 +545,10 @@ def test_500_when_reading_a_file_fails(docroot: Path) -> None:
     out.flush()
     (resp,) = parse_responses(b"".join(sent))
     assert (resp.status, resp.headers["connection"]) == (500, "close")
+
+
+def test_policy_a_serves_too(docroot: Path) -> None:
+    """Knot-A (the acceptor above the connections); the module's greenloop server is Knot-C."""
+    with start_knot("greenloop", docroot, "--policy", "A") as server:
+        resps = parse_responses(exchange(server, get("/a.txt") * 3))
+        assert [(r.status, r.body) for r in resps] == [(200, b"alpha\n")] * 3

@@ -11,9 +11,9 @@ the threads and the sockets, and translates Knot's two scheduling hints:
 
 Runtimes:
   greenloop  green threads on greenloop's loop; policies map to green-thread priorities.
-  gevent     gevent after monkey.patch_all(); no priorities, so Knot-C yields after each
-             accept, which queues the acceptor behind every connection that is ready.
-  threads    one real OS thread per connection; the kernel schedules, policies are moot.
+  gevent     gevent after monkey.patch_all(). gevent has no priorities: --policy is ignored.
+  threads    one real OS thread per connection; the kernel schedules, --policy is ignored.
+             (Run under ``python -m greenloop``, these threads become green threads.)
 """
 
 from __future__ import annotations
@@ -46,9 +46,6 @@ class Runtime:
     def spawn(self, fn: Callable[..., Any], *args: Any, acceptor: bool = False) -> None:
         threading.Thread(target=fn, args=args, daemon=True).start()
 
-    def after_accept(self) -> None:
-        """Called by the acceptor after each new connection (a scheduling point)."""
-
     def offload(self, fn: Callable[..., Any], *args: Any) -> Any:
         return fn(*args)  # already on a real OS thread
 
@@ -80,10 +77,6 @@ class GeventRuntime(Runtime):
     def spawn(self, fn: Callable[..., Any], *args: Any, acceptor: bool = False) -> None:
         self._gevent.spawn(fn, *args)
 
-    def after_accept(self) -> None:
-        if self.policy == "C":
-            self._gevent.sleep(0)
-
     def offload(self, fn: Callable[..., Any], *args: Any) -> Any:
         return self._pool.apply(fn, args)
 
@@ -98,17 +91,15 @@ class GreenloopRuntime(Runtime):
 
         self._gl = greenloop
         self._executor = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="knot-disk")
-        # Connections run at the default level (a default-priority wake-up switches straight
-        # into the thread; other levels queue it once more). Knot-A puts the acceptor above
-        # them: whenever a connection is pending it is accepted first. Knot-C lets it wait
-        # for connections at the default level, but after each accept it steps down below
-        # them (after_accept): the next accept happens only in a loop iteration where no
-        # connection is ready to run, so a saturated server stops taking new work.
-        # (Waiting on the listening socket itself at a lowered priority would be simpler,
-        # but a level-triggered fd that stays readable re-queues its reader callback in every
-        # iteration, so the lowered level never gets a turn in greenloop as it is now.)
-        self._prio_conn = greenloop.PRIORITY_DEFAULT
-        self._prio_acceptor = greenloop.PRIORITY_DEFAULT + (1 if policy == "A" else 0)
+        # One level apart. Knot-C: connection threads above the acceptor, so each iteration
+        # of the loop runs every connection that is ready before the acceptor, which then
+        # takes all pending connections. Knot-A: the acceptor above, so pending connections
+        # are taken first. Why not starve the acceptor (a level below the default, run only
+        # when no connection is ready)? With closed-loop clients a saturated server is never
+        # idle, so new clients would wait in the accept queue for tens of seconds, and a
+        # client counts that wait as the latency of its first request.
+        high, low = greenloop.PRIORITY_DEFAULT + 1, greenloop.PRIORITY_DEFAULT
+        self._prio_conn, self._prio_acceptor = (low, high) if policy == "A" else (high, low)
         try:
             from greenloop.green.socket import socket as green_socket
         except ImportError:
@@ -121,13 +112,6 @@ class GreenloopRuntime(Runtime):
 
     def sleep(self, seconds: float) -> None:
         self._gl.sleep(seconds)
-
-    def after_accept(self) -> None:
-        if self.policy == "C":
-            me = self._gl.current_green_thread()
-            me.priority = self._gl.PRIORITY_DEFAULT - 1
-            self._gl.sleep(0)  # resumes once nothing at the default level is ready
-            me.priority = self._prio_acceptor
 
     def offload(self, fn: Callable[..., Any], *args: Any) -> Any:
         loop = asyncio.get_running_loop()

@@ -141,8 +141,6 @@ class Knot:
                     with self.lock:
                         self.active -= 1
                 self.refuse(conn)
-                continue
-            self.rt.after_accept()
 
     def refuse(self, conn: socket.socket) -> None:
         """Turn a connection away with a 503, without ever waiting for the client."""

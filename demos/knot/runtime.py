@@ -4,8 +4,9 @@ Knot's server code is plain threaded code on the stdlib socket API: ``accept``, 
 ``sendall`` block the calling thread, timeouts come from ``settimeout``. This module supplies
 the threads and the sockets, and translates Knot's two scheduling hints:
 
-* which thread is the acceptor and which serve connections, for the paper's policies:
-  Knot-C favours active connections over accepting new ones, Knot-A the reverse;
+* which thread is the acceptor (the one ``run`` starts) and which serve connections (those
+  ``spawn`` starts), for the paper's policies: Knot-C favours active connections over
+  accepting new ones, Knot-A the reverse;
 * ``offload(fn)``: run a blocking file-system call on a real OS thread (the paper's disk
   thread pool) while only the calling (green) thread waits.
 
@@ -35,15 +36,12 @@ class Runtime:
     """Threads for the real-OS-thread runtime; the base of the other two."""
 
     name = "threads"
-    cooperative = False  # threads may switch anywhere: shared state needs a lock
 
     def __init__(self, policy: str) -> None:
         self.policy = policy
-        # Thousands of threads at the default 8 MiB of stack each would reserve tens of GB
-        # of address space; Knot's frames are shallow.
-        threading.stack_size(512 * 1024)
 
-    def spawn(self, fn: Callable[..., Any], *args: Any, acceptor: bool = False) -> None:
+    def spawn(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Start a connection thread."""
         threading.Thread(target=fn, args=args, daemon=True).start()
 
     def offload(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -57,12 +55,15 @@ class Runtime:
         return sock
 
     def run(self, main: Callable[[], Any]) -> Any:
+        """Run the acceptor, ``main``, on this runtime; returns when it does."""
+        # Thousands of threads at the default 8 MiB of stack each would reserve tens of GB
+        # of address space; Knot's frames are shallow.
+        threading.stack_size(512 * 1024)
         return main()
 
 
 class GeventRuntime(Runtime):
     name = "gevent"
-    cooperative = True
 
     def __init__(self, policy: str) -> None:
         super().__init__(policy)
@@ -74,7 +75,7 @@ class GeventRuntime(Runtime):
         self._gevent = gevent
         self._pool = gevent.get_hub().threadpool  # real OS threads
 
-    def spawn(self, fn: Callable[..., Any], *args: Any, acceptor: bool = False) -> None:
+    def spawn(self, fn: Callable[..., Any], *args: Any) -> None:
         self._gevent.spawn(fn, *args)
 
     def offload(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -83,7 +84,6 @@ class GeventRuntime(Runtime):
 
 class GreenloopRuntime(Runtime):
     name = "greenloop"
-    cooperative = True
 
     def __init__(self, policy: str) -> None:
         super().__init__(policy)
@@ -106,9 +106,8 @@ class GreenloopRuntime(Runtime):
             green_socket = None
         self._socket_class = green_socket
 
-    def spawn(self, fn: Callable[..., Any], *args: Any, acceptor: bool = False) -> None:
-        prio = self._prio_acceptor if acceptor else self._prio_conn
-        self._gl.spawn(fn, *args, priority=prio)
+    def spawn(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._gl.spawn(fn, *args, priority=self._prio_conn)
 
     def sleep(self, seconds: float) -> None:
         self._gl.sleep(seconds)

@@ -165,7 +165,7 @@ def _wait_fd(fd: Any, timeout: float | None, write: bool) -> None:
         if not (r or w):
             raise TimeoutError
         return
-    key = loop._selector.get_map().get(fd)
+    key = loop._selector._fd_to_key.get(fd)  # type: ignore[attr-defined]  # get_map() raises inside
     if key is not None:
         reader, writer = key.data
         other = writer if write else reader
@@ -259,6 +259,7 @@ class GreenThread(asyncio.Future, Generic[_T]):  # type: ignore[type-arg]
         super().__init__(loop=loop)
         self.name = name if name is not None else f"GreenThread-{next(_names)}"
         self._fn = fn
+        self._fn_name = getattr(fn, "__qualname__", None) or repr(fn)
         self._args = args
         self._kwargs = kwargs
         self._context = context if context is not None else contextvars.copy_context()
@@ -276,7 +277,7 @@ class GreenThread(asyncio.Future, Generic[_T]):  # type: ignore[type-arg]
 
     def __repr__(self) -> str:
         state = "finished" if self.done() else ("running" if self._glet is not None else "pending")
-        return f"<GreenThread {self.name!r} {state} fn={getattr(self._fn, '__qualname__', self._fn)!r}>"
+        return f"<GreenThread {self.name!r} {state} fn={self._fn_name!r}>"
 
     def get_name(self) -> str:
         return self.name
@@ -317,6 +318,10 @@ class GreenThread(asyncio.Future, Generic[_T]):  # type: ignore[type-arg]
             self.set_result(result)
         finally:
             self._glet = None
+            # A finished thread must not keep its function's arguments (a socket...) alive.
+            self._fn = _finished  # type: ignore[assignment]
+            self._args = ()
+            self._kwargs = {}
         return None
 
     def _callbacks_pending(self) -> bool:
@@ -364,6 +369,10 @@ class GreenThread(asyncio.Future, Generic[_T]):  # type: ignore[type-arg]
         if not done.wait(timeout):
             raise TimeoutError
         return self.result()  # type: ignore[no-any-return]
+
+
+def _finished() -> None:
+    """Stands in for the function of a finished green thread."""
 
 
 def _green_main(gt: GreenThread[Any]) -> None:

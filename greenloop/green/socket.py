@@ -75,6 +75,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .._green import _resolve_loop, wait
 from .._green import sleep as _sleep
+from .._hub import Waiter
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
@@ -166,12 +167,14 @@ class _Waiter:
     __slots__ = ("fut",)
 
     def __init__(self) -> None:
-        self.fut: asyncio.Future[None] | None = None
+        self.fut: Waiter | None = None
 
     def __call__(self) -> None:
+        # Run by the loop on the hub when the fd is ready: Waiter.wake() resumes the parked
+        # green thread right here, not one loop iteration later (as a future would).
         fut = self.fut
-        if fut is not None and not fut.done():
-            fut.set_result(None)
+        if fut is not None:
+            fut.wake()
 
 
 class _IoState:
@@ -383,7 +386,7 @@ class socket(_StdSocket):
             handle = state.wh = loop._add_writer(fd, waiter)  # type: ignore[attr-defined]
         else:
             handle = state.rh = loop._add_reader(fd, waiter)  # type: ignore[attr-defined]
-        fut: asyncio.Future[None] = loop.create_future()
+        fut = Waiter(loop)
         waiter.fut = fut
         try:
             wait(fut, timeout, what)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_knot import SECRET, Server, connect, docroot, get, knot, one, parse_responses, read_all
@@ -53,12 +52,15 @@ ATTACKS = [
 ]
 
 
-@pytest.mark.parametrize("target", ATTACKS)
-def test_nothing_outside_the_root_is_served(knot: Server, target: bytes) -> None:
-    for method in ("GET", "HEAD"):
-        resp = one(knot, get(target, method=method), head=method == "HEAD")
-        assert resp.status in (400, 404), (target, resp)
-        assert SECRET not in resp.body
+def test_nothing_outside_the_root_is_served(knot: Server) -> None:
+    # One test per runtime, every attack in it: a failure lists all the targets that got through.
+    failures = []
+    for target in ATTACKS:
+        for method in ("GET", "HEAD"):
+            resp = one(knot, get(target, method=method), head=method == "HEAD")
+            if resp.status not in (400, 404) or SECRET in resp.body:
+                failures.append(f"{method} {target!r}: {resp.status} {resp.body[:60]!r}")
+    assert not failures, "\n".join(failures)
 
 
 def test_the_secret_is_really_there_to_be_stolen(knot: Server, docroot: Path) -> None:

@@ -1,5 +1,7 @@
-"""python -m demos.knot --root DIR --port PORT [--host H] [--policy C|A]
-[--runtime greenloop|gevent|threads] [--workers N]
+"""Knot: a static web server in plain thread-per-connection style (see server.py).
+
+    python -m demos.knot --root DIR --port PORT [--host H] [--policy C|A]
+                         [--runtime greenloop|gevent|threads] [--workers N]
 
 Prints one line, "knot: serving ... on http://HOST:PORT/ ...", once every worker listens.
 """

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import errno
-import os
 import socket
 import threading
 import time
@@ -100,10 +98,8 @@ class GreenloopRuntime(Runtime):
         # client counts that wait as the latency of its first request.
         high, low = greenloop.PRIORITY_DEFAULT + 1, greenloop.PRIORITY_DEFAULT
         self._prio_conn, self._prio_acceptor = (low, high) if policy == "A" else (high, low)
-        try:
-            from greenloop.green.socket import socket as green_socket
-        except ImportError:
-            green_socket = None
+        from greenloop.green.socket import socket as green_socket
+
         self._socket_class = green_socket
 
     def spawn(self, fn: Callable[..., Any], *args: Any) -> None:
@@ -117,8 +113,7 @@ class GreenloopRuntime(Runtime):
         return self._gl.await_(loop.run_in_executor(self._executor, fn, *args))
 
     def wrap(self, sock: socket.socket) -> Any:
-        if self._socket_class is None:
-            return _WaitingSocket(sock, self._gl)
+        # The cooperative socket class: the stdlib's API, blocking calls as waits on the loop.
         if isinstance(sock, self._socket_class):
             return sock
         return self._socket_class(fileno=sock.detach())
@@ -126,54 +121,6 @@ class GreenloopRuntime(Runtime):
     def run(self, main: Callable[[], Any]) -> Any:
         # A blocking call from the main greenlet drives the loop until it completes.
         return self._gl.spawn(main, priority=self._prio_acceptor).join()
-
-
-class _WaitingSocket:
-    """Stand-in until greenloop.green.socket lands: blocking-style calls on a non-blocking
-    socket, waiting with greenloop.wait_readable / wait_writable. Covers what Knot uses."""
-
-    def __init__(self, sock: socket.socket, gl: Any) -> None:
-        sock.setblocking(False)
-        self._sock = sock
-        self._gl = gl
-        self._timeout: float | None = None
-
-    def settimeout(self, timeout: float | None) -> None:
-        self._timeout = timeout
-
-    def accept(self) -> tuple[Any, Any]:
-        while True:
-            try:
-                conn, addr = self._sock.accept()
-                return _WaitingSocket(conn, self._gl), addr
-            except BlockingIOError:
-                self._gl.wait_readable(self._sock, self._timeout)
-
-    def connect(self, address: Any) -> None:
-        err = self._sock.connect_ex(address)
-        if err == errno.EINPROGRESS:
-            self._gl.wait_writable(self._sock, self._timeout)
-            err = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if err:
-            raise OSError(err, os.strerror(err))
-
-    def recv(self, n: int) -> bytes:
-        while True:
-            try:
-                return self._sock.recv(n)
-            except BlockingIOError:
-                self._gl.wait_readable(self._sock, self._timeout)
-
-    def sendall(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[self._sock.send(view) :]
-            except BlockingIOError:
-                self._gl.wait_writable(self._sock, self._timeout)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
 
 
 def load(name: str, policy: str = "C") -> Runtime:

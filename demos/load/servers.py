@@ -32,6 +32,7 @@ SERVERS: dict[str, tuple[list[str], str]] = {
     ),
     "uvloop-httptools": (["-m", "demos.uvloop_httptools"], "uvloop + httptools (events)"),
 }
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # demos/ importable
 _READY = re.compile(r"http://\[?[^\s\]]*\]?:(\d+)/")
 
 
@@ -49,6 +50,7 @@ class Server:
     ) -> None:
         args, self.label = SERVERS[name]
         self.name = name
+        root = os.path.abspath(root)
         cmd = [sys.executable, *args, "--root", root, "--port", str(port), *(extra or [])]
 
         def setup() -> None:  # in the child, before exec
@@ -59,7 +61,7 @@ class Server:
 
         # Only two system calls run between fork and exec: safe even with threads around.
         preexec = setup if cpus or nofile else None
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, preexec_fn=preexec)  # noqa: PLW1509
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, preexec_fn=preexec, cwd=REPO)  # noqa: PLW1509
         deadline = time.monotonic() + startup_timeout
         line = ""
         while time.monotonic() < deadline:

@@ -19,7 +19,7 @@ import sys
 import threading
 from typing import Any
 
-from .servers import Server
+from .servers import REPO, Server
 
 LUA = os.path.join(os.path.dirname(__file__), "knot.lua")
 
@@ -76,6 +76,7 @@ def run(
             timeout=duration + timeout + 60,
             preexec_fn=_limits_and_affinity(cpus),
             check=False,
+            cwd=REPO,
         )
     finally:
         stop.set()

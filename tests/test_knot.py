@@ -552,3 +552,28 @@ def test_policy_a_serves_too(docroot: Path) -> None:
     with start_knot("greenloop", docroot, "--policy", "A") as server:
         resps = parse_responses(exchange(server, get("/a.txt") * 3))
         assert [(r.status, r.body) for r in resps] == [(200, b"alpha\n")] * 3
+
+
+def test_page_cache_is_an_lru_bounded_in_bytes() -> None:
+    from demos.knot.files import Entry, PageCache
+
+    def entry(size: int) -> Entry:
+        return Entry(b"/x", b"x" * size, size, 0, "text/plain")
+
+    cache = PageCache(capacity=100)
+    for key in (b"a", b"b", b"c"):
+        cache.put(key, entry(40))  # the third evicts "a", the least recently used
+    assert (cache.get(b"a"), len(cache), cache.size) == (None, 2, 80)
+    assert cache.get(b"b") is not None  # "b" is now the most recent: "c" goes next
+    cache.put(b"d", entry(40))
+    assert cache.get(b"c") is None and cache.get(b"b") is not None
+    cache.put(b"huge", entry(101))  # bigger than the whole cache: served, never cached
+    cache.put(b"stream", Entry(b"/x", None, 10, 0, "text/plain"))  # streamed files neither
+    assert cache.get(b"huge") is None and cache.get(b"stream") is None
+    assert cache.size <= cache.capacity
+
+
+def test_a_tiny_page_cache_still_serves_everything(docroot: Path) -> None:
+    with start_knot("greenloop", docroot, "--cache-mb", "0.00001") as server:  # 10 bytes
+        resps = parse_responses(exchange(server, (get("/a.txt") + get("/sub/b.css")) * 3))
+        assert [r.body for r in resps] == [b"alpha\n", b"p { color: red }\n"] * 3

@@ -294,7 +294,6 @@ def unwind_parked(loop: Loop) -> None:
             message = "Green thread was destroyed but it is pending!"
             context = {"green_thread": owner}
             exc = GreenletExit
-        loop.call_exception_handler({"message": message, **context})
         try:
             glet.throw(exc)
         except (KeyboardInterrupt, SystemExit):
@@ -303,6 +302,9 @@ def unwind_parked(loop: Loop) -> None:
             loop.call_exception_handler(
                 {"message": f"Exception while unwinding {owner!r} at loop close", "exception": error}
             )
+        # Reported after unwinding: on 3.12+ the handler runs in the task's context, which
+        # the parked step had entered until now.
+        loop.call_exception_handler({"message": message, **context})
     loop._parked.clear()
     kill_pooled(loop)
     pool = loop._green_pool

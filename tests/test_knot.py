@@ -521,7 +521,7 @@ def test_prefork_workers_share_the_port(docroot: Path, knot: Server) -> None:
 def test_500_when_reading_a_file_fails(docroot: Path) -> None:
     """An unexpected failure behind a request is a 500 and a closed connection, not a crash."""
     from demos.knot.runtime import Runtime
-    from demos.knot.server import Config, Knot, Writer
+    from demos.knot.server import Client, Config, Knot
 
     knot = Knot(Config(root=str(docroot)), Runtime("C"))
 
@@ -532,15 +532,12 @@ def test_500_when_reading_a_file_fails(docroot: Path) -> None:
     sent: list[bytes] = []
 
     class Conn:
-        def settimeout(self, timeout: float) -> None:
-            pass
-
         def sendall(self, data: bytes) -> None:
             sent.append(data)
 
     reader = RequestReader(Limits())
     reader.feed(get("/a.txt"))
-    out = Writer(Conn(), 1.0)
+    out = Client(Conn(), 1.0)
     assert knot.answer(reader.done.popleft(), out) == 500
     out.flush()
     (resp,) = parse_responses(b"".join(sent))

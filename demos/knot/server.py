@@ -63,20 +63,32 @@ class Config:
     limits: Limits | None = None
 
 
-class Writer:
-    """Answers queued on one connection and written together."""
+class Client:
+    """One connection: its socket, the answers queued on it, and its deadline.
 
-    def __init__(self, conn: Any, timeout: float) -> None:
-        self.conn = conn
-        self.timeout = timeout
-        self.current_timeout: float | None = None  # what the socket is set to now
+    Timeouts are deadlines rather than socket timeouts: the connection's thread notes by when
+    the client must have done its part (sent the request, taken the answers) and one reaper
+    thread ends the connections whose deadline has passed (``Knot.reap``). That keeps a timer
+    out of every wait, and it is the mechanism the event-style reference server uses too (one
+    sweep a second), so the two are compared like for like.
+    """
+
+    def __init__(self, sock: Any, send_timeout: float) -> None:
+        self.sock = sock
+        self.send_timeout = send_timeout
+        self.deadline = float("inf")
+        self.sending = False  # waiting for the client to take our bytes, not to send its own
+        self.expired = False
         self.parts: list[bytes] = []
         self.size = 0
 
-    def settimeout(self, timeout: float) -> None:
-        if timeout != self.current_timeout:  # two calls per request otherwise
-            self.conn.settimeout(timeout)
-            self.current_timeout = timeout
+    def expire(self) -> None:
+        """Called by the reaper: wake the connection's thread from its wait, for good."""
+        self.expired = True
+        try:  # a blocked recv returns b"" (we may still send a 408); a blocked send fails
+            self.sock.shutdown(socket.SHUT_RDWR if self.sending else socket.SHUT_RD)
+        except OSError:
+            pass
 
     def add(self, data: bytes) -> None:
         self.parts.append(data)
@@ -89,12 +101,13 @@ class Writer:
             return
         parts, size = self.parts, self.size
         self.parts, self.size = [], 0
-        self.settimeout(self.timeout)  # a client that stops reading is dropped in time
+        self.deadline, self.sending = time.monotonic() + self.send_timeout, True
         if size <= 4 * FLUSH_AT:
-            self.conn.sendall(parts[0] if len(parts) == 1 else b"".join(parts))
+            self.sock.sendall(parts[0] if len(parts) == 1 else b"".join(parts))
         else:
             for part in parts:  # big bodies: no copy just to save a send
-                self.conn.sendall(part)
+                self.sock.sendall(part)
+        self.sending = False
 
 
 class Knot:
@@ -108,12 +121,14 @@ class Knot:
         # (nothing in its sections blocks); on OS threads it is needed.
         self.lock = threading.Lock()
         self.active = 0
+        self.clients: set[Client] = set()  # for the reaper
         self._last_warning = 0.0
 
     # -- the acceptor thread ---------------------------------------------------------------
 
     def accept_forever(self, listener: socket.socket) -> None:
         listener = self.rt.wrap(listener)
+        self.rt.spawn(self.reap)
         while True:
             try:
                 conn, _ = listener.accept()
@@ -151,13 +166,31 @@ class Knot:
             pass
         conn.close()
 
+    # -- the reaper thread --------------------------------------------------------------------
+
+    def reap(self) -> None:
+        """End the connections whose deadline has passed, a few times per shortest timeout."""
+        cfg = self.cfg
+        interval = min(1.0, cfg.idle_timeout / 4, cfg.request_timeout / 4, cfg.send_timeout / 4)
+        while True:
+            self.rt.sleep(interval)
+            now = time.monotonic()
+            with self.lock:
+                late = [client for client in self.clients if client.deadline < now]
+            for client in late:
+                client.expire()
+
     # -- one thread per connection ---------------------------------------------------------
 
     def connection(self, conn: Any) -> None:
+        client = None
         try:
             conn = self.rt.wrap(conn)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self.converse(conn, Writer(conn, self.cfg.send_timeout)):
+            client = Client(conn, self.cfg.send_timeout)
+            with self.lock:
+                self.clients.add(client)
+            if self.converse(client):
                 self.linger(conn)
         except OSError:
             pass  # reset, broken pipe, a client that stopped reading: it is gone
@@ -166,9 +199,10 @@ class Knot:
         finally:
             conn.close()
             with self.lock:
+                self.clients.discard(client)  # type: ignore[arg-type]
                 self.active -= 1
 
-    def converse(self, conn: Any, out: Writer) -> bool:
+    def converse(self, out: Client) -> bool:
         """Answer requests in order until the client, a timeout or an error ends it.
 
         Returns True if it ended on an error answer (the client may still be sending).
@@ -176,20 +210,22 @@ class Knot:
         cfg = self.cfg
         reader = RequestReader(self.limits)
         while True:
+            # Until the next request starts, the idle timeout runs; from its first byte, the
+            # request timeout, however slowly the rest trickles in (slowloris).
             if reader.in_request:
-                timeout = reader.started + cfg.request_timeout - time.monotonic()
+                out.deadline = reader.started + cfg.request_timeout
             else:
-                timeout = cfg.idle_timeout
+                out.deadline = time.monotonic() + cfg.idle_timeout
             try:
-                if timeout <= 0:
-                    raise TimeoutError
-                out.settimeout(timeout)
-                data = conn.recv(RECV_SIZE)
-            except TimeoutError:
-                if reader.in_request:  # slow or stalled mid-request (slowloris)
+                data = out.sock.recv(RECV_SIZE)
+            except OSError:  # gevent wakes a reader whose socket is shut down with EBADF
+                if not out.expired:
+                    raise
+            if out.expired:  # the reaper woke us: too slow
+                if reader.in_request:
                     out.add(error_response(408, keep_alive=False, head_only=reader.head_only()))
                     out.flush()
-                return reader.in_request
+                return False
             if not data:
                 return False  # closed or half-closed: every complete request was answered already
             error = reader.feed(data)
@@ -204,7 +240,7 @@ class Knot:
                 return True
             out.flush()
 
-    def answer(self, req: Request, out: Writer) -> int:
+    def answer(self, req: Request, out: Client) -> int:
         """Queue the answer to ``req``. Returns 0 to go on, else the connection must close
         after it: CLOSE if that is normal (asked for, or HTTP/1.0), the error status if not."""
         keep_alive = req.keep_alive and not req.close
@@ -247,7 +283,7 @@ class Knot:
                     self.cache.put(key, entry)
         return entry
 
-    def stream(self, entry: Entry, out: Writer) -> bool:
+    def stream(self, entry: Entry, out: Client) -> bool:
         """Send a file too big for the cache, chunk by chunk; False if it shrank meanwhile."""
         fd = self.rt.offload(os.open, entry.path, os.O_RDONLY | os.O_CLOEXEC)
         try:

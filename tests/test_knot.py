@@ -75,11 +75,12 @@ def start_knot(runtime: str, root: Path, *extra: str, nofile: int | None = None)
     return Server(SERVER_NAMES[runtime], str(root), extra=[*SERVER_ARGS, *extra], nofile=nofile)
 
 
-@pytest.fixture(scope="module", params=RUNTIMES)
+@pytest.fixture(scope="session", params=RUNTIMES)
 def knot(request: pytest.FixtureRequest, docroot: Path) -> Iterator[Server]:
+    """One server per runtime, shared by this module and test_knot_security.py."""
     with start_knot(request.param, docroot) as server:
         yield server
-    # A server that died (a crash) during the module would have failed the tests already;
+    # A server that died (a crash) during the session would have failed tests already;
     # check once more that it stayed up to the end.
     assert server.proc.returncode in (0, -15), f"server exited with {server.proc.returncode}"
 
@@ -544,11 +545,11 @@ def test_500_when_reading_a_file_fails(docroot: Path) -> None:
     assert (resp.status, resp.headers["connection"]) == (500, "close")
 
 
-def test_policy_a_serves_too(docroot: Path) -> None:
-    """Knot-A (the acceptor above the connections); the module's greenloop server is Knot-C."""
-    with start_knot("greenloop", docroot, "--policy", "A") as server:
-        resps = parse_responses(exchange(server, get("/a.txt") * 3))
-        assert [(r.status, r.body) for r in resps] == [(200, b"alpha\n")] * 3
+def test_policy_a_with_a_tiny_page_cache(docroot: Path) -> None:
+    """Knot-A (the module's greenloop server is Knot-C), with a 10-byte cache: all misses."""
+    with start_knot("greenloop", docroot, "--policy", "A", "--cache-mb", "0.00001") as server:
+        resps = parse_responses(exchange(server, (get("/a.txt") + get("/sub/b.css")) * 3))
+        assert [r.body for r in resps] == [b"alpha\n", b"p { color: red }\n"] * 3
 
 
 def test_page_cache_is_an_lru_bounded_in_bytes() -> None:
@@ -568,9 +569,3 @@ def test_page_cache_is_an_lru_bounded_in_bytes() -> None:
     cache.put(b"stream", Entry(b"/x", None, 10, 0, "text/plain"))  # streamed files neither
     assert cache.get(b"huge") is None and cache.get(b"stream") is None
     assert cache.size <= cache.capacity
-
-
-def test_a_tiny_page_cache_still_serves_everything(docroot: Path) -> None:
-    with start_knot("greenloop", docroot, "--cache-mb", "0.00001") as server:  # 10 bytes
-        resps = parse_responses(exchange(server, (get("/a.txt") + get("/sub/b.css")) * 3))
-        assert [r.body for r in resps] == [b"alpha\n", b"p { color: red }\n"] * 3

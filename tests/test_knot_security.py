@@ -115,7 +115,7 @@ _streams = st.one_of(
 
 
 @settings(
-    max_examples=120,
+    max_examples=80,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],

@@ -15,7 +15,8 @@ A connection's life, top to bottom (``Knot.converse``):
 
 Every resource a client can make us hold is bounded: bytes per request (Limits), time per
 request and between requests (timeouts), time to take our answer (send timeout), the number of
-connections (503 beyond it), and the cache (bytes).
+connections (503 beyond it), and the cache (bytes). Timeouts are deadlines that one reaper
+thread enforces (``Knot.reap``).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class Config:
     max_entry: int = 4 << 20  # bigger files are streamed, not cached
     idle_timeout: float = 15.0  # between requests on a kept-alive connection
     request_timeout: float = 10.0  # from a request's first byte to its last
-    send_timeout: float = 15.0  # for the client to take one batch of answers (= idle: no churn)
+    send_timeout: float = 15.0  # for the client to take one batch of answers
     limits: Limits | None = None
 
 

@@ -11,11 +11,13 @@ import _thread as _thread_module
 import asyncio
 import sys
 import traceback
+import types
 from collections.abc import Callable
 from typing import Any
 
 from greenloop import _green
 
+from . import threading as _green_threading
 from .threading_thread import _green_loop, get_ident, local
 
 __implements__ = [
@@ -26,10 +28,13 @@ __implements__ = [
     "get_ident",
     "RLock",
     "_local",
+    "_count",
 ]
 __all__ = ["RLock", "allocate", "allocate_lock", "get_ident", "start_new", "start_new_thread"]
 
+
 _orig_start_new_thread = _thread_module.start_new_thread
+_orig_count = _thread_module._count
 _local = local
 
 
@@ -45,6 +50,8 @@ def start_new_thread(
         return _orig_start_new_thread(function, args, kwargs or {})
 
     def bootstrap() -> None:
+        global _started_alive
+        _started_alive += 1
         try:
             function(*args, **(kwargs or {}))
         except SystemExit:
@@ -52,9 +59,9 @@ def start_new_thread(
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
                 raise
-            # What CPython prints for an exception escaping a _thread thread.
-            print(f"Exception ignored in thread started by: {function!r}", file=sys.stderr)
-            traceback.print_exception(exc, file=sys.stderr)
+            _report(function, exc)
+        finally:
+            _started_alive -= 1
 
     gt = _green.spawn(bootstrap)
     return id(gt)
@@ -63,18 +70,37 @@ def start_new_thread(
 start_new = start_new_thread
 
 
-def allocate_lock() -> Any:
-    """A new (green) lock object."""
-    from greenloop.green.threading import Lock  # type: ignore[import-not-found,unused-ignore]
+def _report(function: object, exc: BaseException) -> None:
+    """What CPython does with an exception escaping a ``_thread`` thread."""
+    msg = "Exception ignored in thread started by"
+    hook = sys.unraisablehook
+    if hook is not sys.__unraisablehook__:
+        # A hook the program installed: give it the fields of sys.UnraisableHookArgs (the
+        # default C hook accepts only the real struct, which Python code cannot create).
+        hook(
+            types.SimpleNamespace(  # type: ignore[arg-type]
+                exc_type=type(exc),
+                exc_value=exc,
+                exc_traceback=exc.__traceback__,
+                err_msg=msg,
+                object=function,
+            )
+        )
+        return
+    print(f"{msg}: {function!r}", file=sys.stderr)
+    traceback.print_exception(exc, file=sys.stderr)
 
-    return Lock()
 
-
+# Classes, not functions: stdlib code stores them as class attributes (``locktype =
+# thread.allocate_lock``) and calls them through ``self``, which must not bind.
+allocate_lock = _green_threading.Lock
 allocate = allocate_lock
+RLock = _green_threading.RLock
 
 
-def RLock() -> Any:
-    """A new (green) reentrant lock."""
-    from greenloop.green.threading import RLock as _RLock  # type: ignore[import-not-found,unused-ignore]
+def _count() -> int:
+    """Threads started by this module (and threading) that are still alive, green ones too."""
+    return _orig_count() + _started_alive
 
-    return _RLock()
+
+_started_alive = 0

@@ -131,6 +131,9 @@ def _excepthook(args: Any) -> None:
         sys.excepthook(*sys.exc_info())
 
 
+_real_thread_init = _real.Thread.__init__
+
+
 class Thread(_real.Thread):  # type: ignore[misc,name-defined]
     """``threading.Thread``, run as a green thread when started where a greenloop loop is."""
 
@@ -147,7 +150,11 @@ class Thread(_real.Thread):  # type: ignore[misc,name-defined]
         *,
         daemon: bool | None = None,
     ) -> None:
-        super().__init__(group, target, name, args, kwargs, daemon=daemon)
+        _real_thread_init(self, group, target, name, args, kwargs, daemon=daemon)
+        if not isinstance(self, Thread):
+            # The original _MainThread / _DummyThread call ``Thread.__init__(self, ...)`` by
+            # name, which after patching is this method: give them the original's, only.
+            return
         if daemon is None:  # inherit from the creating thread, green or not
             self._daemonic = current_thread().daemon
         self._gl_on_done: list[Callable[[], object]] = []

@@ -109,7 +109,7 @@ def plot(path: str, title: str, series: Series, panels: list[dict[str, Any]]) ->
             xs = [x for x, _ in points]
             ys = [values[panel["key"]] for _, values in points]
             ax.plot(xs, ys, marker="o", markersize=3, label=label)
-        ax.set_xscale("log", base=2)
+        ax.set_xscale("log", base=panel.get("xbase", 2))
         if panel.get("log_y"):
             ax.set_yscale("log")
         ax.set_xlabel(panel.get("xlabel", "simultaneous clients"))

@@ -14,7 +14,9 @@ file just written, so it sits in the OS page cache). A producer keeps a request 
   every request costs one trip through the scheduler, so the cost of scheduling among N
   threads is what is measured as N grows;
 * event server (asyncio): one consumer task pulls requests from the queue and handles them,
-  yielding to the loop after each batch, as an event handler does.
+  yielding to the loop after each batch, as SEDA's event server does;
+* event dispatch (asyncio-dispatch): every request is its own event, a callback the loop
+  runs (``call_soon``): the event-side dual of one scheduler trip per request.
 
 Throughput is measured over ``seconds`` after a short warm-up, once all N threads exist.
 """
@@ -178,16 +180,54 @@ def run_asyncio(n: int, seconds: float, fd: int) -> dict[str, Any]:
     return asyncio.run(main())
 
 
+def run_asyncio_dispatch(n: int, seconds: float, fd: int) -> dict[str, Any]:
+    import asyncio
+
+    async def main() -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        state = {"done": 0, "running": True, "pending": 0}
+
+        def handle(_request: int) -> None:  # the event handler
+            os.pread(fd, READ, 0)
+            state["done"] += 1
+            state["pending"] -= 1
+
+        async def producer() -> None:
+            while state["running"]:
+                for _ in range(1024 - state["pending"]):
+                    loop.call_soon(handle, 1)
+                    state["pending"] += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(producer())
+        await asyncio.sleep(WARMUP)
+        d0, t1 = state["done"], time.perf_counter()
+        await asyncio.sleep(seconds)
+        d1, t2 = state["done"], time.perf_counter()
+        state["running"] = False
+        await task
+        return {"rps": (d1 - d0) / (t2 - t1), "spawn_s": 0.0}
+
+    return asyncio.run(main())
+
+
+IMPLS = {
+    "greenloop": run_greenloop,
+    "threads": run_threads,
+    "asyncio": run_asyncio,
+    "asyncio-dispatch": run_asyncio_dispatch,
+}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m demos.load.seda", description=__doc__.splitlines()[0])
-    p.add_argument("--impl", choices=("greenloop", "threads", "asyncio"), required=True)
+    p.add_argument("--impl", choices=list(IMPLS), required=True)
     p.add_argument("--n", type=int, default=1, help="threads in the pool (ignored by asyncio)")
     p.add_argument("--seconds", type=float, default=3.0)
     args = p.parse_args()
     fd, path = _cached_file()
     try:
-        run = {"greenloop": run_greenloop, "threads": run_threads, "asyncio": run_asyncio}[args.impl]
-        result = run(args.n, args.seconds, fd)
+        result = IMPLS[args.impl](args.n, args.seconds, fd)
     finally:
         os.unlink(path)  # the fd stays open: pool threads may still be reading until os._exit
     result.update(impl=args.impl, n=args.n, rss_max=_rss())

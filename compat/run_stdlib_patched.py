@@ -62,6 +62,9 @@ EXCLUDED: dict[str, str] = {
     # The C SimpleQueue blocks in C: with green producers and consumers on one OS thread a
     # blocking get() can never be woken. Not patchable by any monkey-patcher (gevent hangs too).
     "test.test_queue.CSimpleQueueTest.test_many_threads": "C _queue.SimpleQueue blocks the OS thread",
+    # Busy-waits (``while not started[0]: pass``) for another thread to run: needs preemption,
+    # which cooperative threads (greenloop's and gevent's) do not have.
+    "test.test_threading.InterruptMainTests.test_can_interrupt_tight_loops": "needs preemption",
 }
 # How many times a file that hangs is restarted, each time with the test it hung in
 # excluded (and counted as failed), so that one hang does not hide the rest of the file.

@@ -64,6 +64,8 @@ def _wait_epoll(ep: Any, timeout: float | None) -> bool:
 def select(rlist: Any, wlist: Any, xlist: Any, timeout: float | None = None, /) -> Any:
     """Wait until one or more file descriptors are ready for some kind of I/O."""
     if timeout is not None:
+        if not isinstance(timeout, (int, float)):
+            raise TypeError("timeout must be a float or None")
         timeout = float(timeout)
         if timeout < 0:
             raise ValueError("timeout must be non-negative")

@@ -449,7 +449,7 @@ def test_a_client_that_never_reads_costs_bounded_time_and_memory(knot: Server) -
         for _ in range(5):
             t0 = time.monotonic()
             assert one(knot, get("/a.txt")).status == 200
-            assert time.monotonic() - t0 < 0.5
+            assert time.monotonic() - t0 < 0.9 * TIMEOUT  # a stalled server would take the send timeout
         # And the hog is dropped after the send timeout: what it can still read is only
         # what sat in the kernel's buffers, then the end of the stream.
         time.sleep(TIMEOUT + 0.5)

@@ -121,8 +121,13 @@ class _PriorityWake(_Wake):
         self.priority = priority
 
     def __call__(self, arg: Any) -> None:
-        if self.glet is not None:
-            self.loop._call_soon_priority(self.priority, _Wake.__call__, self, arg)
+        if self.glet is None:
+            return
+        loop = self.loop
+        if self.priority >= loop._running_level and getcurrent() is loop._hub:
+            _Wake.__call__(self, arg)  # its level is running (or already ran): go now
+        else:
+            loop._call_soon_priority(self.priority, _Wake.__call__, self, arg)
 
 
 _TIMED_OUT = object()

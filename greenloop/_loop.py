@@ -37,8 +37,9 @@ _T = TypeVar("_T")
 __all__ = ["PRIORITY_DEFAULT", "PRIORITY_MAX", "PRIORITY_MIN", "GreenTask", "Loop"]
 
 # Green-thread scheduling priorities. PRIORITY_DEFAULT is the level of asyncio's callbacks
-# and tasks. Higher levels run first in every iteration; lower levels run only in an
-# iteration where nothing at the default level or above is ready, so they can starve.
+# and tasks. Every loop iteration runs the raised levels first (highest first), then the
+# default level, then the lowered levels: priority orders the work of an iteration and
+# never starves a level, because each level's batch runs in every iteration.
 PRIORITY_MIN = -3
 PRIORITY_DEFAULT = 0
 PRIORITY_MAX = 3
@@ -141,6 +142,9 @@ class Loop(asyncio.SelectorEventLoop):
             collections.deque() for _ in range(PRIORITY_MIN, PRIORITY_MAX + 1)
         ]
         self._prio_pending = 0
+        # The level whose batch is running: a green thread woken at this level or above is
+        # switched to at once instead of waiting for its level's next batch.
+        self._running_level = PRIORITY_DEFAULT
         # Finished green-thread greenlets kept for reuse (see _green.py).
         self._green_pool: list[greenlet] = []
         self._old_agen_hooks_gl: Any = None
@@ -255,9 +259,6 @@ class Loop(asyncio.SelectorEventLoop):
             # Run the callbacks that are ready now; those they schedule wait for the next
             # iteration, after another I/O poll. FIFO: the deque is consumed in order.
             ntodo = len(ready)
-            # Nothing at the default priority is ready: lowered priorities get their turn.
-            if not ntodo and self._prio_pending and not self._run_priority_levels(me, PRIORITY_MIN, -1):
-                return False
             if self._debug:
                 for _ in range(ntodo):
                     handle = popleft()
@@ -277,6 +278,10 @@ class Loop(asyncio.SelectorEventLoop):
                     if self._hub is not me:
                         return False
             handle = None  # break reference cycles through a failed callback
+
+            # Green threads with a lowered priority run after asyncio's callbacks.
+            if self._prio_pending and not self._run_priority_levels(me, PRIORITY_MIN, -1):
+                return False
             if self._stopping:
                 return True
 
@@ -288,7 +293,10 @@ class Loop(asyncio.SelectorEventLoop):
         for level in range(high, low - 1, -1):
             queue = self._prio_ready[level - PRIORITY_MIN]
             ntodo = len(queue)
+            if not ntodo:
+                continue
             self._prio_pending -= ntodo
+            self._running_level = level
             for _ in range(ntodo):
                 handle = queue.popleft()
                 if handle._cancelled:
@@ -298,7 +306,9 @@ class Loop(asyncio.SelectorEventLoop):
                 else:
                     handle._run()
                 if self._hub is not me:
+                    self._running_level = PRIORITY_DEFAULT
                     return False
+        self._running_level = PRIORITY_DEFAULT
         handle = None  # see _run_debug: don't keep the last callback alive via f_back
         return True
 

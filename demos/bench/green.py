@@ -1010,6 +1010,10 @@ def _version(dist: str) -> str | None:
 
 
 def _git_commit() -> str | None:
+    # Set when the benchmark runs on an exported snapshot of the tree (no .git there): other
+    # sessions commit to greenloop/ while a full run lasts, and a run must measure one version.
+    if os.environ.get("GREENLOOP_BENCH_COMMIT"):
+        return os.environ["GREENLOOP_BENCH_COMMIT"] + " (exported snapshot)"
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
@@ -1073,7 +1077,7 @@ def _summarise_scale(
         for key, label in _SCALE_METRICS:
             row: dict[str, Any] = {"n": int(size), "metric": key, "label": label}
             for fw in frameworks:
-                vals = [r[key] for r in per_fw[fw] if _ok(r)]
+                vals = [r[key] for r in per_fw.get(fw, []) if _ok(r)]
                 row[fw] = statistics.median(vals) if vals else None
                 row[fw + " runs"] = vals
             for base in ("gevent", "asyncio"):
@@ -1082,13 +1086,13 @@ def _summarise_scale(
                     row[f"greenloop/{base}"] = g / b if g and b else None
                     row[f"greenloop/{base} per-run"] = [
                         gr[key] / br[key]
-                        for gr, br in zip(per_fw["greenloop"], per_fw[base], strict=False)
+                        for gr, br in zip(per_fw.get("greenloop", []), per_fw.get(base, []), strict=False)
                         if _ok(gr) and _ok(br) and br[key]
                     ]
             rows.append(row)
         row = {"n": int(size), "metric": "completed", "label": "all threads ran to completion"}
         for fw in frameworks:
-            rs = per_fw[fw]
+            rs = per_fw.get(fw, [])
             row[fw] = f"{sum(_ok(r) for r in rs)}/{len(rs)} runs"
             row[fw + " errors"] = [r["error"] for r in rs if "error" in r]
         rows.append(row)
@@ -1501,6 +1505,9 @@ def main(argv: list[str] | None = None) -> int:
         repeat, sizes, frameworks = meta["repeat"], meta["sizes"], meta["frameworks"]
         ops, wake_ops = meta["ops"], meta["wake_ops"]
         meta["wake_repeat"] = meta["wake_repeat"] or args.wake_repeat or repeat
+        # More repeats may be asked for on resuming (more runs of the same cells), never fewer.
+        meta["wake_repeat"] = max(meta["wake_repeat"], args.wake_repeat or 0)
+        meta["big_repeat"] = min(repeat, max(meta["big_repeat"] or repeat, args.big_repeat or 0))
         _greenloop_recv = meta["machine"].get("greenloop_recv", "auto")
     quick = bool(meta["quick"])
     big_repeat = meta["big_repeat"] or repeat

@@ -26,6 +26,14 @@ noise could account for. Results: a Markdown report on stdout and
 ``demos/bench/results/green-<date>[-quick].{json,md}``; the JSON is rewritten after every
 configuration, so an interrupted run keeps what it measured (``--from-json`` renders it).
 
+Other sessions commit to greenloop/ while a long run lasts, so the committed results were
+measured on an exported snapshot, one version throughout::
+
+    mkdir -p DIR/demos/bench && git archive HEAD greenloop pyproject.toml | tar -x -C DIR
+    cp demos/__init__.py DIR/demos/; cp demos/bench/__init__.py demos/bench/green.py DIR/demos/bench/
+    cd DIR && GREENLOOP_BENCH_COMMIT=$(git -C /path/to/repo rev-parse --short HEAD) \\
+        /path/to/repo/.venv/bin/python -m demos.bench.green --big-repeat 2
+
 Limits of this machine that shape the numbers:
 
 * One descriptor per receiving socket, and the hard RLIMIT_NOFILE here is 20,000 with no
@@ -33,10 +41,12 @@ Limits of this machine that shape the numbers:
   block in a real socket ``recv``; the rest of the "recv" half waits on a future, which is what
   a green ``recv`` parks on, minus the fd. Where the hard limit allows it (500,001 descriptors
   for 1,000,000 threads), the whole half blocks in ``recv`` with no change to this file.
-* Time: the full run took about 40 minutes under a load average of 5 to 13 from other work
-  (one 1,000,000 round of the three frameworks about 18 minutes, most of it setting up and
-  tearing down, plus an idle wait for the sleepers' deadline); ``--quick`` about a minute.
-  Memory: a 1,000,000 greenloop or gevent run peaks near 8.5 GiB of RSS.
+* Time (measured here): the full run (``--big-repeat 2``) took 18 minutes at a load average
+  near 1.3; one 1,000,000 round of the three frameworks takes 6 minutes then, and about 18
+  minutes under a load average of 7 to 13 from other sessions. The default (three 1,000,000
+  rounds) is thus 30 minutes to well over an hour. ``--quick`` took 21 seconds. Most of a
+  1,000,000 run is set-up, tear-down and the idle wait for the sleepers' deadline. Memory: a
+  1,000,000 greenloop or gevent run peaks near 8.5 GiB of RSS; check ``free`` before a run.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PYENV_ROOT ?= $(HOME)/.pyenv
 EXTRA_PYTHONS := $(foreach v,3.12.1 3.13.0,$(wildcard $(PYENV_ROOT)/versions/$(v)/bin/python3))
 
-.PHONY: all venv venvs system-deps lint typecheck unit test test-matrix compat compat-quick bench bench-green demo figures clean
+.PHONY: all venv venvs system-deps lint typecheck unit test test-matrix compat compat-check compat-patched bench bench-green demo figures clean
 
 all: test
 
@@ -56,6 +56,11 @@ compat: venvs
 # CI's conformance gate: greenloop must pass every test asyncio's own loop passes (3.11).
 compat-check: venv
 	$(PY) -m compat.run_test_asyncio --check
+
+# The stdlib's own tests (test_socket, test_threading, ...) under patch_all, one interpreter per file.
+compat-patched: venvs
+	@for py in $(PY) .venv-3.12/bin/python .venv-3.13/bin/python; do \
+	  test -x $$py && $$py -m compat.run_stdlib_patched --patch all --write; done
 
 bench: venv
 	$(PY) -m demos.bench

@@ -20,6 +20,7 @@ from ._green import (
 from ._hub import BlockingCallError
 from ._loop import PRIORITY_DEFAULT, PRIORITY_MAX, PRIORITY_MIN, GreenTask, Loop
 from ._runner import EventLoopPolicy, install, new_event_loop, run
+from .monkey import get_original, is_patched, patch_all
 
 __all__ = [
     "PRIORITY_DEFAULT",
@@ -32,8 +33,11 @@ __all__ = [
     "Loop",
     "await_",
     "current_green_thread",
+    "get_original",
     "install",
+    "is_patched",
     "new_event_loop",
+    "patch_all",
     "run",
     "sleep",
     "spawn",

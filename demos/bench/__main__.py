@@ -1,6 +1,6 @@
 """Driver: every loop micro-benchmark on asyncio, uvloop and greenloop, in one run, one table.
 
-    python -m demos.bench                 # 5 repeats (about 4 minutes)
+    python -m demos.bench                 # 5 repeats (about 2 minutes)
     python -m demos.bench --quick         # smoke run: 3 repeats at 1/10 of the operations
     python -m demos.bench --repeat 9 --bench sleep0_pingpong,task_create_await
 

@@ -28,9 +28,10 @@ import sys
 from .loop_micro import BENCHMARKS, LOOPS
 
 # Two small scales: valgrind runs Python ~50x slower, and only the difference matters. The echo
-# rows need larger ones, or 1,000 connections would send the same two messages at both.
+# rows with many connections need larger ones: each connection sends at least one message per
+# timed round, so at small scales both runs would send the same number.
 SCALES = (0.02, 0.06)
-ECHO_SCALES = (0.2, 0.6)
+ECHO_SCALES = {1: (0.1, 0.3), 100: (0.2, 0.6), 1000: (0.5, 1.5)}
 # One "I refs" summary per process: the client, and the forked echo server if any.
 _IREFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
@@ -49,8 +50,11 @@ def _irefs(loop: str, bench: str, scale: float) -> tuple[int, int]:
 
 
 def instructions_per_op(loop: str, bench: str) -> float:
-    low, high = SCALES if not BENCHMARKS[bench].echo else ECHO_SCALES
+    b = BENCHMARKS[bench]
+    low, high = ECHO_SCALES[b.conns] if b.echo else SCALES
     (ir0, ops0), (ir1, ops1) = _irefs(loop, bench, low), _irefs(loop, bench, high)
+    if ops1 <= ops0:
+        raise RuntimeError(f"{bench}: scales {low} and {high} ran the same number of operations")
     return (ir1 - ir0) / (ops1 - ops0)
 
 

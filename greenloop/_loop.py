@@ -227,7 +227,6 @@ class Loop(asyncio.SelectorEventLoop):
         """
         handle: Any
         ready = self._ready
-        popleft = ready.popleft
         scheduled = self._scheduled
         selector = self._selector
         heappop = heapq.heappop
@@ -278,7 +277,7 @@ class Loop(asyncio.SelectorEventLoop):
             ntodo = len(ready)
             if self._debug:
                 for _ in range(ntodo):
-                    handle = popleft()
+                    handle = ready.popleft()  # specialised by CPython; a bound method is not
                     if handle._cancelled:
                         continue
                     self._run_debug(handle)
@@ -286,7 +285,7 @@ class Loop(asyncio.SelectorEventLoop):
                         return False
             else:
                 for _ in range(ntodo):
-                    handle = popleft()
+                    handle = ready.popleft()  # specialised by CPython; a bound method is not
                     if handle._cancelled:
                         continue
                     handle._run()

@@ -27,10 +27,11 @@ import statistics
 import subprocess
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ..machine import cpu_model as _cpu_model
+from ..machine import package_version as _version
 from .loop_micro import BENCHMARKS, LOOPS
 
 HERE = Path(__file__).resolve().parent
@@ -66,24 +67,6 @@ def _measure(loop: str, bench: str, scale: float, wall_clock: bool) -> dict[str,
         # A benchmark that logs (a destroyed task, a callback exception) is suspect; keep it.
         result["stderr"] = proc.stderr.strip()[-2000:]
     return result
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def _git_commit() -> str | None:

@@ -68,9 +68,11 @@ import sys
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from ..machine import cpu_model as _cpu_model
+from ..machine import package_version as _version
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -999,24 +1001,6 @@ def _run_scale(framework: str, n: int, ops: int, factor: float) -> dict[str, Any
         result = _child([*args, "--hold-factor", repr(HOLD_RETRY_FACTOR)], timeout)
         result["retried_after_early_wakes"] = first
     return result
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def _git_commit() -> str | None:

@@ -10,19 +10,10 @@ import shutil
 import subprocess
 from typing import Any
 
+from ..machine import cpu_model as _cpu_model
+
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "docs", "results")
 PACKAGES = ["greenloop", "greenlet", "gevent", "uvloop", "aiohttp", "httptools", "matplotlib"]
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _git_commit() -> str:

@@ -83,25 +83,17 @@ def wait(fut: asyncio.Future[_T] | _hub.Waiter, timeout: float | None = None, wh
 
     Raises TimeoutError after ``timeout`` seconds (the future is left as it is).
     """
-    _check_timeout(timeout)
+    if timeout is not None:
+        _check_timeout(timeout)
     loop = fut.get_loop()
-    assert isinstance(loop, Loop)
+    if not isinstance(loop, Loop):
+        raise TypeError(f"{what}: the future belongs to {loop!r}, not to a greenloop loop")
     if loop._hub is None:
         if getcurrent().parent is not None and threading.current_thread() is threading.main_thread():
             # A green thread or hub of a stopped loop: nothing would ever switch back to it.
             raise _hub.BlockingCallError(f"{what} was called on a greenlet whose loop is not running")
         return _drive(loop, fut, timeout)
-    gt = getattr(getcurrent(), "gt", None)
-    if gt is not None and gt._gl_must_cancel:
-        gt._gl_must_cancel = False
-        raise asyncio.CancelledError(gt._gl_cancel_msg)
-    result = _hub.park(loop, fut, timeout, what)
-    if gt is not None and gt._gl_must_cancel:
-        # cancel() came after fut completed but before this green thread resumed: raise
-        # here, as asyncio raises at the await a task resumes from.
-        gt._gl_must_cancel = False
-        raise asyncio.CancelledError(gt._gl_cancel_msg)
-    return result  # type: ignore[no-any-return]
+    return _hub.park(loop, fut, timeout, what)  # type: ignore[no-any-return]
 
 
 def _drive(loop: Loop, fut: asyncio.Future[_T] | _hub.Waiter, timeout: float | None) -> _T:
@@ -138,15 +130,23 @@ def sleep(seconds: float) -> None:
     if loop is None:
         _ORIGINAL_SLEEP(seconds)
         return
-    waiter = _hub.Waiter(loop)
-    if seconds == 0:
-        timer: asyncio.Handle = loop.call_soon(waiter.wake)
-    else:
+    if loop._hub is None:
+        # Nothing runs the loop: drive it (main greenlet) or explain why that is impossible.
+        waiter = _hub.Waiter(loop)
         timer = loop.call_later(seconds, waiter.wake)
-    try:
-        wait(waiter, None, "greenloop.sleep()")
-    finally:
-        timer.cancel()
+        try:
+            wait(waiter, None, "greenloop.sleep()")
+        finally:
+            timer.cancel()
+    elif seconds == 0:
+        _hub.yield_now(loop, "greenloop.sleep()")
+    else:
+        waiter = _hub.Waiter(loop)
+        timer = loop.call_later(seconds, waiter.wake)
+        try:
+            _hub.park(loop, waiter, None, "greenloop.sleep()")
+        finally:
+            timer.cancel()
 
 
 def _set_result_unless_done(fut: asyncio.Future[Any], value: Any = None) -> None:

@@ -37,11 +37,13 @@ from greenlet import GreenletExit, getcurrent, greenlet
 if TYPE_CHECKING:
     from ._loop import Loop
 
-__all__ = ["BlockingCallError", "Waiter", "park", "run_hub", "unwind_parked"]
+__all__ = ["BlockingCallError", "Waiter", "park", "run_hub", "unwind_parked", "yield_now"]
 
 _enter_task = _tasks._enter_task
 _leave_task = _tasks._leave_task
-_current_task = _tasks.current_task
+# loop -> its running task: the dict behind asyncio.current_task() on 3.11-3.13 (C-owned),
+# read directly because park() needs it on every wait.
+_current_tasks: dict[Any, asyncio.Task[Any]] = _tasks._current_tasks  # type: ignore[attr-defined]
 
 
 class BlockingCallError(RuntimeError):
@@ -147,6 +149,11 @@ class Waiter:
 
     __slots__ = ("_callback", "_done", "_exception", "_loop", "_result")
 
+    # A Waiter can stand in the loop's ready queue itself, in place of a Handle whose
+    # callback would be its wake() (see yield_now): the run loop skips entries whose
+    # ``_cancelled`` is true and calls ``_run()`` on the others.
+    _cancelled = False
+
     def __init__(self, loop: Loop) -> None:
         self._loop = loop
         self._callback: Any = None
@@ -182,8 +189,15 @@ class Waiter:
             return 1
         return 0
 
+    def _run(self) -> None:
+        self.wake()
+
     def wake(self, value: Any = None) -> None:
-        """Complete (unless done) and, when called on the hub, resume the waiter now."""
+        """Complete (unless done) and, when called on the hub, resume the waiter now.
+
+        Call it from a loop callback (a reader, a timer), never from a task step or a green
+        thread: those would be re-entered by the greenlet they wake.
+        """
         if self._done:
             return
         self._done = True
@@ -222,58 +236,95 @@ def park(
 ) -> Any:
     """Suspend the current green context until ``fut`` is done; return its result.
 
-    Raises TimeoutError if ``timeout`` passes first (``fut`` is then left untouched).
-    Must be called on the loop's OS thread while the loop is running.
+    Raises TimeoutError if ``timeout`` passes first (``fut`` is then left untouched), and
+    CancelledError if the green thread was cancelled when it had nothing to wait on.
+    Must be called on the loop's OS thread while the loop is running. This is the hot path
+    of every blocking-style call: keep it lean.
     """
     me = getcurrent()
     hub = loop._hub
-    task = _current_task(loop)
-    if me is hub:
-        if task is None:
+    task = _current_tasks.get(loop)
+    gt = None
+    if task is None:
+        if me is hub:
             raise BlockingCallError(
                 f"{what} was called from a plain event loop callback; it would block the "
                 "loop and reorder the callbacks queued after it. Call it from a green thread "
                 "(greenloop.spawn) or an asyncio task, or await the async equivalent"
             )
-    elif hub is None:
-        raise BlockingCallError(f"{what} needs the event loop to be running")
-
-    owner: Any = task if task is not None else getattr(me, "gt", None)
-    priority = getattr(owner, "priority", 0)
-    wake = _Wake(me) if not priority else _PriorityWake(me, loop, priority)
+        if hub is None:
+            raise BlockingCallError(f"{what} needs the event loop to be running")
+        gt = getattr(me, "gt", None)
+        if gt is not None:
+            if gt._gl_must_cancel:
+                gt._gl_must_cancel = False
+                raise asyncio.CancelledError(gt._gl_cancel_msg)
+            priority = gt._priority
+            wake = _Wake(me) if not priority else _PriorityWake(me, loop, priority)
+            gt._gl_waiter = fut
+        else:
+            wake = _Wake(me)
+        owner: Any = gt
+    else:
+        wake = _Wake(me)
+        task._gl_waiter = fut  # type: ignore[attr-defined]
+        owner = task
     fut.add_done_callback(wake)
     timer = loop.call_later(timeout, wake, _TIMED_OUT) if timeout is not None else None
-    if owner is not None:
-        owner._gl_waiter = fut
-    loop._parked[me] = (fut, owner)
-    if task is not None:
-        _leave_task(loop, task)
+    loop._parked[me] = owner
     try:
-        if me is hub:
-            # A task step on the hub blocks: hand the loop to another hub, keep our stack.
-            new_hub = _pooled_hub(loop)
-            if new_hub is None:
-                assert loop._runner is not None
-                got = loop._runner.switch(_NEW_HUB)  # run_hub() starts a fresh hub
-            else:
-                loop._hub = new_hub
-                got = new_hub.switch()
-        else:
-            assert hub is not None
-            got = hub.switch()
-    finally:
         if task is not None:
-            _enter_task(loop, task)
-        loop._parked.pop(me, None)
-        if owner is not None:
-            owner._gl_waiter = None
+            _leave_task(loop, task)
+            try:
+                got = _switch_away(loop, me, hub)
+            finally:
+                _enter_task(loop, task)
+                task._gl_waiter = None  # type: ignore[attr-defined]
+        else:
+            try:
+                got = hub.switch()  # type: ignore[union-attr]
+            finally:
+                if gt is not None:
+                    gt._gl_waiter = None
+    finally:
+        del loop._parked[me]
         wake.glet = None
         if timer is not None:
             timer.cancel()
     if got is _TIMED_OUT:
         fut.remove_done_callback(wake)
         raise TimeoutError
-    return fut.result()
+    result = fut.result()
+    if gt is not None and gt._gl_must_cancel:
+        # cancel() came after fut completed but before this green thread resumed: raise
+        # here, as asyncio raises at the await a task resumes from.
+        gt._gl_must_cancel = False
+        raise asyncio.CancelledError(gt._gl_cancel_msg)
+    return result
+
+
+def _switch_away(loop: Loop, me: greenlet, hub: greenlet | None) -> Any:
+    """Switch to the hub; a task step running *on* the hub hands the loop to another hub."""
+    if me is not hub:
+        return hub.switch()  # type: ignore[union-attr]
+    # Keep our stack (the task step in progress); another hub runs the loop meanwhile.
+    new_hub = _pooled_hub(loop)
+    if new_hub is None:
+        assert loop._runner is not None
+        return loop._runner.switch(_NEW_HUB)  # run_hub() starts a fresh hub
+    loop._hub = new_hub
+    return new_hub.switch()
+
+
+def yield_now(loop: Loop, what: str) -> None:
+    """``sleep(0)``: let every callback and green thread that is ready run once, then resume.
+
+    The waiter itself goes into the ready queue (no Handle, no timer); cancellation and
+    close() reach it as they reach any other wait.
+    """
+    waiter = Waiter(loop)
+    loop._ready.append(waiter)  # type: ignore[attr-defined]
+    park(loop, waiter, None, what)
 
 
 def unwind_parked(loop: Loop) -> None:
@@ -284,7 +335,7 @@ def unwind_parked(loop: Loop) -> None:
     cancelled, and is reported the same way.
     """
     me = getcurrent()
-    for glet, (_fut, owner) in list(loop._parked.items()):
+    for glet, owner in list(loop._parked.items()):
         if glet.dead:
             continue
         try:

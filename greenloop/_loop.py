@@ -152,7 +152,7 @@ class Loop(asyncio.SelectorEventLoop):
         self._runner: greenlet | None = None
         self._hub_pool: list[greenlet] = []
         # Greenlets suspended in a blocking-style call, so close() can unwind them.
-        self._parked: dict[greenlet, tuple[Any, Any]] = {}  # greenlet -> (waiter, owner)
+        self._parked: dict[greenlet, Any] = {}  # greenlet -> its task or green thread (or None)
         # Ready queues for green threads whose priority is not the default; the default
         # level is asyncio's own _ready deque, so callbacks keep their FIFO order.
         self._prio_ready: list[collections.deque[Any]] = [

@@ -872,13 +872,17 @@ def test_registration_kept_across_waits_and_dropped_when_idle() -> None:
             a, b = gsocket.socketpair()
             with a, b:
                 fd = b.fileno()
+                handles = []
                 for i in range(5):
                     r = greenloop.spawn(b.recv, 10)
                     greenloop.sleep(0.005)
                     a.sendall(b"%d" % i)
                     assert r.join(TIMEOUT) == b"%d" % i
-                    # Still registered, but disarmed: nobody is woken if data arrives now.
-                    assert fd_map[fd].data[0].cancelled()
+                    # Still registered, with the same handle: the next wait re-arms for free.
+                    handle = fd_map[fd].data[0]
+                    assert handle is not None and not handle.cancelled()
+                    handles.append(handle)
+                assert all(h is handles[0] for h in handles)
                 # Five waits, one registration.
                 assert [c for c in counting.calls if c[1] == fd] == [("register", fd)]
                 # Data while nobody waits: the loop unregisters the fd instead of spinning.

@@ -41,6 +41,7 @@ __all__ = [
 ]
 
 _ORIGINAL_SLEEP = _time.sleep
+_Future = asyncio.Future
 _main_thread_loop: Loop | None = None
 _names = itertools.count(1)
 # Finished green-thread greenlets kept for reuse: creating a greenlet maps a fresh stack chunk
@@ -139,7 +140,7 @@ def sleep(seconds: float) -> None:
         finally:
             timer.cancel()
     elif seconds == 0:
-        _hub.yield_now(loop, "greenloop.sleep()")
+        _hub.yield_now(loop, "greenloop.sleep()")  # no timer, no waiter: straight to the ready queue
     else:
         waiter = _hub.Waiter(loop)
         timer = loop.call_later(seconds, waiter.wake)
@@ -209,6 +210,15 @@ def await_(awaitable: Awaitable[_T], timeout: float | None = None) -> _T:
     cancels that task, as ``await`` would.
     """
     loop = events._get_running_loop()
+    if (
+        timeout is None
+        and type(awaitable) is _Future
+        and awaitable.get_loop() is loop
+        and isinstance(loop, Loop)
+    ):
+        # The common case, a future of the running loop: nothing to wrap, and no timeout that
+        # would have to cancel it (a cancelled green thread or task cancels it, as await does).
+        return wait(awaitable, None, "greenloop.await_()")  # type: ignore[no-any-return]
     if loop is None and threading.current_thread() is threading.main_thread():
         loop = main_thread_loop()
     if loop is None:

@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
+from . import _loop
+
 if TYPE_CHECKING:
     from ._loop import Loop
 
@@ -231,6 +233,34 @@ class Waiter:
             self._loop.call_soon(callback, self)
 
 
+def _owner(loop: Loop, me: greenlet, hub: greenlet | None, task: Any, what: str) -> Any:
+    """The green thread parking ``me`` (None for another greenlet); raises where none may park.
+
+    Also delivers a cancel() that came while the green thread had nothing to wait on.
+    """
+    if me is hub:
+        raise BlockingCallError(
+            f"{what} was called from a plain event loop callback; it would block the "
+            "loop and reorder the callbacks queued after it. Call it from a green thread "
+            "(greenloop.spawn) or an asyncio task, or await the async equivalent"
+        )
+    if hub is None:
+        raise BlockingCallError(f"{what} needs the event loop to be running")
+    gt = getattr(me, "gt", None)
+    if gt is not None and gt._gl_must_cancel:
+        gt._gl_must_cancel = False
+        raise asyncio.CancelledError(gt._gl_cancel_msg)
+    return gt
+
+
+def _check_cancelled_on_resume(gt: Any) -> None:
+    if gt is not None and gt._gl_must_cancel:
+        # cancel() came after the wait was over but before this green thread resumed:
+        # raise here, as asyncio raises at the await a task resumes from.
+        gt._gl_must_cancel = False
+        raise asyncio.CancelledError(gt._gl_cancel_msg)
+
+
 def park(
     loop: Loop, fut: asyncio.Future[Any] | Waiter, timeout: float | None = None, what: str = "call"
 ) -> Any:
@@ -244,21 +274,9 @@ def park(
     me = getcurrent()
     hub = loop._hub
     task = _current_tasks.get(loop)
-    gt = None
     if task is None:
-        if me is hub:
-            raise BlockingCallError(
-                f"{what} was called from a plain event loop callback; it would block the "
-                "loop and reorder the callbacks queued after it. Call it from a green thread "
-                "(greenloop.spawn) or an asyncio task, or await the async equivalent"
-            )
-        if hub is None:
-            raise BlockingCallError(f"{what} needs the event loop to be running")
-        gt = getattr(me, "gt", None)
+        gt = _owner(loop, me, hub, task, what)
         if gt is not None:
-            if gt._gl_must_cancel:
-                gt._gl_must_cancel = False
-                raise asyncio.CancelledError(gt._gl_cancel_msg)
             priority = gt._priority
             wake = _Wake(me) if not priority else _PriorityWake(me, loop, priority)
             gt._gl_waiter = fut
@@ -266,6 +284,7 @@ def park(
             wake = _Wake(me)
         owner: Any = gt
     else:
+        gt = None
         wake = _Wake(me)
         task._gl_waiter = fut  # type: ignore[attr-defined]
         owner = task
@@ -273,21 +292,11 @@ def park(
     timer = loop.call_later(timeout, wake, _TIMED_OUT) if timeout is not None else None
     loop._parked[me] = owner
     try:
-        if task is not None:
-            _leave_task(loop, task)
-            try:
-                got = _switch_away(loop, me, hub)
-            finally:
-                _enter_task(loop, task)
-                task._gl_waiter = None  # type: ignore[attr-defined]
-        else:
-            try:
-                got = hub.switch()  # type: ignore[union-attr]
-            finally:
-                if gt is not None:
-                    gt._gl_waiter = None
+        got = _switch_away(loop, me, hub, task)
     finally:
         del loop._parked[me]
+        if owner is not None:
+            owner._gl_waiter = None
         wake.glet = None
         if timer is not None:
             timer.cancel()
@@ -295,36 +304,101 @@ def park(
         fut.remove_done_callback(wake)
         raise TimeoutError
     result = fut.result()
-    if gt is not None and gt._gl_must_cancel:
-        # cancel() came after fut completed but before this green thread resumed: raise
-        # here, as asyncio raises at the await a task resumes from.
-        gt._gl_must_cancel = False
-        raise asyncio.CancelledError(gt._gl_cancel_msg)
+    if gt is not None:
+        _check_cancelled_on_resume(gt)
     return result
 
 
-def _switch_away(loop: Loop, me: greenlet, hub: greenlet | None) -> Any:
-    """Switch to the hub; a task step running *on* the hub hands the loop to another hub."""
-    if me is not hub:
+def _switch_away(loop: Loop, me: greenlet, hub: greenlet | None, task: Any) -> Any:
+    """Switch to the hub; a task step running *on* the hub hands the loop to another hub.
+
+    asyncio's current task is left for the time we are away and entered again after.
+    """
+    if task is None:
         return hub.switch()  # type: ignore[union-attr]
-    # Keep our stack (the task step in progress); another hub runs the loop meanwhile.
-    new_hub = _pooled_hub(loop)
-    if new_hub is None:
-        assert loop._runner is not None
-        return loop._runner.switch(_NEW_HUB)  # run_hub() starts a fresh hub
-    loop._hub = new_hub
-    return new_hub.switch()
+    _leave_task(loop, task)
+    try:
+        if me is not hub:
+            return hub.switch()  # type: ignore[union-attr]
+        # Keep our stack (the task step in progress); another hub runs the loop meanwhile.
+        new_hub = _pooled_hub(loop)
+        if new_hub is None:
+            assert loop._runner is not None
+            return loop._runner.switch(_NEW_HUB)  # run_hub() starts a fresh hub
+        loop._hub = new_hub
+        return new_hub.switch()
+    finally:
+        _enter_task(loop, task)
+
+
+class _Yield:
+    """sleep(0)'s entry in a ready queue: resumes its greenlet when the queue reaches it.
+
+    Also what ``cancel()`` of the yielding green thread or task finds as the thing it waits
+    on: the greenlet is resumed in this very iteration anyway, so cancelling only notes that
+    it must raise CancelledError when it does.
+    """
+
+    __slots__ = ("cancel_msg", "cancelled", "glet")
+
+    _cancelled = False  # for the run loop: never skipped
+    _callback = None  # for asyncio's slow-callback report in debug mode (_format_handle)
+
+    def __init__(self, glet: greenlet) -> None:
+        self.glet: greenlet | None = glet
+        self.cancelled = False
+        self.cancel_msg: Any = None
+
+    def _run(self) -> None:
+        glet = self.glet
+        if glet is not None:
+            self.glet = None
+            glet.switch()
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        if self.glet is None or self.cancelled:
+            return False
+        self.cancelled = True
+        self.cancel_msg = msg
+        return True
 
 
 def yield_now(loop: Loop, what: str) -> None:
     """``sleep(0)``: let every callback and green thread that is ready run once, then resume.
 
-    The waiter itself goes into the ready queue (no Handle, no timer); cancellation and
-    close() reach it as they reach any other wait.
+    A green thread with a priority yields to the others of its level (and those above).
     """
-    waiter = Waiter(loop)
-    loop._ready.append(waiter)  # type: ignore[attr-defined]
-    park(loop, waiter, None, what)
+    me = getcurrent()
+    hub = loop._hub
+    task = _current_tasks.get(loop)
+    entry = _Yield(me)
+    if task is None:
+        gt = _owner(loop, me, hub, task, what)
+        owner: Any = gt
+        priority = 0 if gt is None else gt._priority
+    else:
+        gt = None
+        owner = task
+        priority = 0
+    if priority:
+        loop._prio_ready[priority - _loop.PRIORITY_MIN].append(entry)
+        loop._prio_pending += 1
+    else:
+        loop._ready.append(entry)  # type: ignore[attr-defined]
+    if owner is not None:
+        owner._gl_waiter = entry
+    loop._parked[me] = owner
+    try:
+        _switch_away(loop, me, hub, task)
+    finally:
+        del loop._parked[me]
+        if owner is not None:
+            owner._gl_waiter = None
+        entry.glet = None
+    if entry.cancelled:
+        raise asyncio.CancelledError(entry.cancel_msg)
+    if gt is not None:
+        _check_cancelled_on_resume(gt)
 
 
 def unwind_parked(loop: Loop) -> None:

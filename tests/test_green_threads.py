@@ -261,6 +261,78 @@ def test_task_cancel_reaches_blocking_point_and_finally_runs() -> None:
     assert events == ["finally"]
 
 
+def test_cancel_reaches_a_green_thread_spinning_on_sleep0() -> None:
+    # sleep(0) never waits for anything but the next turn of the loop: cancel() must still
+    # raise at it, or a polling loop could never be stopped.
+    spins: list[int] = []
+
+    def spinner() -> None:
+        n = 0
+        try:
+            while True:
+                greenloop.sleep(0)
+                n += 1
+        finally:
+            spins.append(n)
+
+    async def main() -> None:
+        gt = greenloop.spawn(spinner)
+        await asyncio.sleep(0.01)
+        assert gt.cancel("enough")
+        with pytest.raises(asyncio.CancelledError, match="enough"):
+            await gt
+        assert gt.cancelled()
+
+    run(main())
+    assert len(spins) == 1 and spins[0] > 0
+
+
+def test_task_spinning_on_blocking_sleep0_is_cancelled_and_timed_out() -> None:
+    events: list[str] = []
+
+    async def spinner() -> None:
+        try:
+            while True:
+                greenloop.sleep(0)
+        finally:
+            events.append("finally")
+
+    async def main() -> None:
+        t = asyncio.create_task(spinner())
+        await asyncio.sleep(0.01)
+        assert t.cancel("bye")
+        with pytest.raises(asyncio.CancelledError):
+            await t
+        assert t.cancelled()
+        # asyncio.timeout() cancels the task at the sleep(0) and turns it into TimeoutError.
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.02):
+                await spinner()
+        current = asyncio.current_task()
+        assert current is not None and current.cancelling() == 0
+
+    run(main())
+    assert events == ["finally", "finally"]
+
+
+def test_sleep0_yields_to_the_threads_of_its_own_priority() -> None:
+    order: list[str] = []
+
+    def worker(name: str) -> None:
+        for i in range(3):
+            order.append(f"{name}{i}")
+            greenloop.sleep(0)
+
+    async def main() -> None:
+        high = greenloop.PRIORITY_DEFAULT + 1
+        a = greenloop.spawn(worker, "a", priority=high)
+        b = greenloop.spawn(worker, "b", priority=high)
+        await asyncio.gather(a, b)
+
+    run(main())
+    assert order == ["a0", "b0", "a1", "b1", "a2", "b2"]
+
+
 def test_taskgroup_with_blocking_children() -> None:
     async def child(i: int) -> int:
         greenloop.sleep(0.01 * i)

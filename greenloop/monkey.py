@@ -33,6 +33,7 @@ safe to use from real threads.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import threading as _threading_at_import
 import types
@@ -218,14 +219,29 @@ def patch(name: str) -> None:
         _patch_target(target)
 
 
-def patch_all() -> None:
+def patch_all(*, file_io: bool | None = None) -> None:
     """Make every blocking call of the stdlib modules in the patch table cooperative.
 
     Idempotent. Call it first thing in the program (or run the program with
     ``python -m greenloop``): modules imported earlier keep any names they copied.
+
+    ``file_io=True`` also runs ``os`` I/O on regular files (``read``, ``write``, ``pread``,
+    ``pwrite``, ``fsync``, ``fdatasync``) on real OS threads while only the caller waits
+    (see ``greenloop.green.os``). ``None`` (the default) takes it from the environment:
+    ``GREENLOOP_FILE_IO=1`` turns it on, which is how ``python -m greenloop`` opts in.
+    A later ``patch_all(file_io=...)`` with an explicit value changes the setting.
     """
+    if file_io is not None and not isinstance(file_io, bool):
+        raise TypeError(f"file_io must be True, False or None, not {file_io!r}")
     with _lock:
         _check_context("patch_all()")
         _prepare()
         for target in _TARGETS:
             _patch_target(target)
+        if file_io is None:
+            file_io = os.environ.get("GREENLOOP_FILE_IO", "") not in ("", "0")
+            if not file_io:
+                return  # an earlier explicit choice stands
+        from .green import os as green_os
+
+        green_os.set_file_io_offload(file_io)

@@ -7,6 +7,7 @@ originals would need, so they prove that the waits overlapped.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -235,6 +236,57 @@ def test_thread_api_on_green_threads() -> None:
         # spawn()ed green threads have dummy Thread objects.
         name = greenloop.spawn(lambda: threading.current_thread().name).join()
         assert name.startswith("GreenThread-"), name
+        print("ok")
+        """
+    )
+    assert lines(proc) == ["ok"]
+
+
+def test_native_ids_enumerate_and_dummy_threads() -> None:
+    proc = run(
+        """
+        monkey.patch_all()
+        import gc, threading, time, _thread
+        from greenloop.green import threading_thread
+        main_native = threading.get_native_id()
+        # The native id is the kernel's id of the OS thread, shared by its green threads.
+        natives = []
+        def work():
+            natives.append((threading.get_native_id(), _thread.get_native_id(),
+                            threading.current_thread().native_id))
+            time.sleep(0.01)
+        t = threading.Thread(target=work); t.start(); t.join()
+        greenloop.spawn(work).join()
+        assert natives == [(main_native,) * 3] * 2, natives
+        assert t.native_id == main_native
+        # enumerate(): Thread objects, and dummies of spawn()ed green threads that asked
+        # for current_thread(), as CPython lists start_new_thread threads and gevent does.
+        seen = {}
+        def asks(tag):
+            seen[tag] = threading.current_thread()
+            time.sleep(0.1)
+        quiet = greenloop.spawn(time.sleep, 0.1)
+        dummy = greenloop.spawn(asks, "spawn")
+        ident = _thread.start_new_thread(asks, ("start_new_thread",))
+        silent = _thread.start_new_thread(time.sleep, (0.1,))
+        started = threading.Thread(target=time.sleep, args=(0.1,), name="started")
+        started.start()
+        time.sleep(0.05)
+        listed = threading.enumerate()
+        assert threading.main_thread() in listed and started in listed
+        assert seen["spawn"] in listed and seen["start_new_thread"] in listed
+        assert seen["start_new_thread"].ident == ident and seen["spawn"].daemon
+        assert len(listed) == threading.active_count() == 4, listed
+        quiet.join(); dummy.join(); started.join(); time.sleep(0.1)
+        assert threading.enumerate() == [threading.main_thread()], threading.enumerate()
+        assert not seen["spawn"].is_alive() and "stopped" in repr(seen["spawn"])
+        # Nothing keeps the Thread objects of finished green threads alive.
+        import weakref
+        refs = [weakref.ref(started), weakref.ref(t)]
+        del started, t, listed
+        gc.collect()
+        assert [r() for r in refs] == [None, None]
+        assert not any(d.is_alive() for d in threading_thread._green_dummies.values())
         print("ok")
         """
     )
@@ -725,6 +777,224 @@ def test_subprocess_os_and_signal_cooperate() -> None:
         """
     )
     assert lines(proc) == ["ok"]
+
+
+SIGNAL_PROGRAM = """
+import asyncio, os, signal, sys, threading, time
+class Boom(Exception):
+    pass
+def handler(signum, frame):
+    time.sleep(0.01)  # a handler may block (cooperatively, under greenloop)
+    raise Boom("from handler")
+signal.signal(signal.SIGUSR1, handler)
+def kill_soon(sig=signal.SIGUSR1):
+    threading.Timer(0.1, os.kill, (os.getpid(), sig)).start()
+kill_soon()
+try:
+    time.sleep(10)  # the main code, blocked
+except Boom as exc:
+    print("sleep:", exc)
+kill_soon(signal.SIGINT)
+try:
+    time.sleep(10)
+except KeyboardInterrupt:
+    print("sleep: KeyboardInterrupt")
+# Everything still works afterwards.
+t = threading.Thread(target=time.sleep, args=(0.01,))
+t.start(); t.join()
+async def main():
+    kill_soon()
+    await asyncio.sleep(10)
+try:
+    run(main())
+except Boom as exc:
+    print("run:", exc)
+signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(3))
+kill_soon(signal.SIGTERM)
+time.sleep(10)
+print("not reached")
+"""
+
+
+@pytest.mark.parametrize("patched", [False, True], ids=["plain", "greenloop"])
+def test_signal_handler_exceptions_reach_the_main_code(patched: bool) -> None:
+    # As in plain Python: an exception raised by a handler (or SIGINT's default one)
+    # interrupts the blocked main code, or leaves asyncio.run(); SystemExit sets the code.
+    prelude = (
+        "import greenloop\ngreenloop.patch_all()\nrun = greenloop.run\n"
+        if patched
+        else "import asyncio\nrun = asyncio.run\n"
+    )
+    t0 = time.monotonic()
+    proc = run(SIGNAL_PROGRAM, prelude=prelude, check=False)
+    assert proc.returncode == 3, proc
+    assert proc.stdout.splitlines() == [
+        "sleep: from handler",
+        "sleep: KeyboardInterrupt",
+        "run: from handler",
+    ], proc
+    assert "Traceback" not in proc.stderr, proc.stderr  # raised, not logged
+    assert time.monotonic() - t0 < 8
+
+
+def test_signal_handler_exception_leaves_a_task_blocked_in_a_patched_call() -> None:
+    proc = run(
+        """
+        monkey.patch_all()
+        import asyncio, os, signal, threading, time
+        signal.signal(signal.SIGUSR1, lambda signum, frame: 1 / 0)
+        finished = []
+        async def blocked():
+            try:
+                time.sleep(10)  # blocking-style call in a task: only this task waits
+            finally:
+                finished.append("blocked")
+        async def main():
+            threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGUSR1)).start()
+            await asyncio.gather(blocked(), asyncio.sleep(10))
+        t0 = time.monotonic()
+        try:
+            greenloop.run(main())
+        except ZeroDivisionError:
+            print("raised")
+        assert time.monotonic() - t0 < 5
+        assert finished == ["blocked"], finished  # greenloop.run() cancelled and unwound it
+        print("ok")
+        """
+    )
+    assert lines(proc) == ["raised", "ok"]
+    assert "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_cli_signal_handler_exit_code(tmp_path: Path) -> None:
+    app = tmp_path / "app.py"
+    app.write_text(
+        "import os, signal, sys, threading, time\n"
+        "signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(5))\n"
+        "threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n"
+        "threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGTERM)).start()\n"
+        "time.sleep(30)\n"
+    )
+    plain = subprocess.run(
+        [sys.executable, str(app)], capture_output=True, text=True, timeout=20, check=False
+    )
+    green = run_cli([str(app)], cwd=str(tmp_path), timeout=20)
+    assert plain.returncode == green.returncode == 5, (plain, green)
+    assert green.stderr == "", green.stderr
+
+
+FILE_IO_PROBE = """
+import _thread, os, tempfile, threading, time
+from greenloop.green import os as green_os
+path = os.path.join(tempfile.mkdtemp(), "data")
+fd = os.open(path, os.O_RDWR | os.O_CREAT)
+assert os.write(fd, b"hello world") == 11
+assert os.pwrite(fd, b"W", 6) == 1
+os.fsync(fd); os.fdatasync(fd)
+assert os.pread(fd, 5, 6) == b"World"
+os.lseek(fd, 0, 0)
+assert os.read(fd, 100) == b"hello World"
+# Make the original read slow and record where it runs, to see the calls overlap.
+real_read, real_sleep = green_os._orig_read, greenloop.get_original("time", "sleep")
+where = []
+def slow_read(fd, n):
+    where.append(_thread.get_native_id())
+    real_sleep(0.3)
+    return real_read(fd, n)
+green_os._orig_read = slow_read
+main_native = _thread.get_native_id()
+got = []
+ts = [threading.Thread(target=lambda: got.append(os.pread(fd, 5, 0) + os.read(fd, 0)))
+      for _ in range(4)]
+t0 = time.monotonic()
+[t.start() for t in ts]; [t.join() for t in ts]
+elapsed = time.monotonic() - t0
+assert got == [b"hello"] * 4, got
+"""
+
+
+def test_file_io_stays_blocking_without_the_opt_in() -> None:
+    proc = run(
+        "monkey.patch_all()\n"
+        + FILE_IO_PROBE
+        + """
+assert not green_os.file_io_offloaded()
+assert set(where) == {main_native} and elapsed >= 1.2, (where, elapsed)
+print("ok")
+"""
+    )
+    assert lines(proc) == ["ok"]
+
+
+def test_file_io_offloaded_to_real_threads_when_opted_in() -> None:
+    proc = run(
+        "monkey.patch_all(file_io=True)\n"
+        + FILE_IO_PROBE
+        + """
+assert green_os.file_io_offloaded()
+assert main_native not in where and len(where) == 4, where
+assert elapsed < 1.0, elapsed  # the four reads overlapped
+# In an asyncio task only the task waits; a plain loop callback calls directly.
+import asyncio
+async def main():
+    loop = asyncio.get_running_loop()
+    ticks = []
+    async def ticker():
+        for _ in range(5):
+            ticks.append(1); await asyncio.sleep(0.02)
+    tick = asyncio.create_task(ticker())
+    assert os.read(fd, 0) == b""  # offloaded: 0.3 s, the ticker runs meanwhile
+    assert len(ticks) >= 4, ticks
+    await tick
+    done = loop.create_future()
+    loop.call_soon(lambda: done.set_result(os.read(fd, 0)))
+    assert await done == b""
+    return where[-1]
+assert greenloop.run(main()) == main_native  # the callback's read ran right there
+green_os._orig_read = real_read
+# run_in_os_thread: any callable, its exception, keyword arguments.
+assert green_os.run_in_os_thread(_thread.get_native_id) != main_native
+try:
+    green_os.run_in_os_thread(int, "x", base=16)
+except ValueError:
+    pass
+else:
+    raise AssertionError("no error")
+with open(path, "rb") as f:
+    assert green_os.run_in_os_thread(f.read) == b"hello World"
+# Pipes keep their readiness waits; an explicit False turns the offload off again.
+monkey.patch_all(file_io=False)
+assert not green_os.file_io_offloaded()
+os.close(fd)
+print("ok")
+"""
+    )
+    assert lines(proc) == ["ok"]
+
+
+def test_cli_file_io_opt_in_from_the_environment(tmp_path: Path) -> None:
+    app = tmp_path / "app.py"
+    app.write_text("from greenloop.green import os\nprint(os.file_io_offloaded())\n")
+    env = dict(os.environ, GREENLOOP_FILE_IO="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "greenloop", str(app)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        check=False,
+    )
+    assert proc.stdout == "True\n", proc
+    env["GREENLOOP_FILE_IO"] = "0"
+    proc = subprocess.run(
+        [sys.executable, "-m", "greenloop", str(app)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        check=False,
+    )
+    assert proc.stdout == "False\n", proc
 
 
 def test_patch_all_while_real_threads_run() -> None:

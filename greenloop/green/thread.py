@@ -18,6 +18,7 @@ from typing import Any
 from greenloop import _green
 
 from . import threading as _green_threading
+from .signal import raise_out_of_loop as _raise_out_of_loop
 from .threading_thread import _green_loop, get_ident, local
 
 __implements__ = [
@@ -46,7 +47,8 @@ def start_new_thread(
         raise TypeError("2nd arg must be a tuple")
     if kwargs is not None and not isinstance(kwargs, dict):
         raise TypeError("optional 3rd arg must be a dictionary")
-    if _green_loop() is None:
+    loop = _green_loop()
+    if loop is None:
         return _orig_start_new_thread(function, args, kwargs or {})
 
     def bootstrap() -> None:
@@ -56,8 +58,11 @@ def start_new_thread(
             function(*args, **(kwargs or {}))
         except SystemExit:
             pass
+        except KeyboardInterrupt as exc:
+            # Ctrl-C landed in this green thread: it is meant for the main code.
+            _raise_out_of_loop(loop, exc)
         except BaseException as exc:
-            if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
+            if isinstance(exc, asyncio.CancelledError):
                 raise
             _report(function, exc)
         finally:

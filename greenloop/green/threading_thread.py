@@ -11,6 +11,13 @@ Barrier) live in ``greenloop.green.threading``; this module supplies what makes 
   its own ident and ``Thread`` object (greenloop.spawn()'s green threads get a dummy one, as
   threads started by ``_thread.start_new_thread`` do in CPython). Outside green threads
   (the main greenlet, asyncio tasks, real OS threads) they are the originals.
+  ``get_native_id()`` stays the original: it is the kernel's id of the OS thread, which all
+  the green threads of a loop share (``Thread.native_id`` likewise), as with gevent.
+* ``enumerate()`` / ``active_count()`` list what CPython (and gevent) list: the real threads,
+  the green threads started through ``Thread``, and the dummy ``Thread`` of each live green
+  thread that asked for ``current_thread()`` (spawn()'s, ``_thread.start_new_thread``'s).
+  A green thread that never did is not listed, as a ``start_new_thread`` thread is not; unlike
+  CPython 3.11's dummies, a dummy leaves the list when its green thread ends.
 * ``local`` is per green thread (CPython's pure-Python ``_threading_local`` algorithm, keyed
   on the ``current_thread()`` above).
 * ``_shutdown()``, which the interpreter calls at exit, first joins the non-daemon green
@@ -40,6 +47,7 @@ from greenloop._loop import Loop
 from greenloop.monkey import original_module as _original_module
 
 from ._realthreads import threading as _real
+from .signal import raise_out_of_loop as _raise_out_of_loop
 
 __implements__ = [
     "Thread",
@@ -72,8 +80,12 @@ _orig_shutdown = _original_module("threading").__dict__["_shutdown"]
 _MAIN_IDENT = _real.main_thread().ident
 # Green threads started through Thread.start(), by ident, while they are alive.
 _green_active: dict[int, Thread] = {}
-# The Thread object of each green thread that has one (GreenThread has no __dict__).
+# The Thread object of each green thread that has one (GreenThread has no __dict__). A Thread
+# started here is removed when its function returns; a dummy refers to its green thread
+# weakly, so its entry goes when the green thread does.
 _pythreads: weakref.WeakKeyDictionary[Any, Thread] = weakref.WeakKeyDictionary()
+# The dummies, by ident, while anything refers to them (enumerate() skips finished ones).
+_green_dummies: weakref.WeakValueDictionary[int, _DummyGreenThread] = weakref.WeakValueDictionary()
 
 
 def _green_loop() -> Loop | None:
@@ -109,9 +121,12 @@ currentThread = current_thread
 
 
 def enumerate() -> list[Any]:
-    """All live threads: the real ones and the green threads started through ``Thread``."""
+    """All live threads: the real ones, the green threads started through ``Thread`` and the
+    dummy ``Thread`` of each live green thread that asked for ``current_thread()``."""
     threads: list[Any] = _real.enumerate()
-    return threads + list(_green_active.values())
+    threads += _green_active.values()
+    threads += [t for t in list(_green_dummies.values()) if t.is_alive()]
+    return threads
 
 
 def active_count() -> int:
@@ -194,16 +209,25 @@ class Thread(_real.Thread):  # type: ignore[misc,name-defined]
             self.run()
         except SystemExit:
             pass
-        except (asyncio.CancelledError, GreenletExit, KeyboardInterrupt):
-            raise  # cancellation, loop shutdown, Ctrl-C: the green thread machinery's business
+        except (asyncio.CancelledError, GreenletExit):
+            raise  # cancellation, loop shutdown: the green thread machinery's business
+        except KeyboardInterrupt as exc:
+            # Ctrl-C landed in this green thread: it is meant for the main code.
+            _raise_out_of_loop(self._gl_loop(), exc)
         except BaseException:
             self._invoke_excepthook(self)
         finally:
             self._gl_finish()
 
+    def _gl_loop(self) -> Loop:
+        assert self._gl_gt is not None
+        loop: Loop = self._gl_gt.get_loop()  # type: ignore[assignment]
+        return loop
+
     def _gl_finish(self) -> None:
         self._gl_done = True
         _green_active.pop(self._ident, None)  # type: ignore[arg-type]
+        _pythreads.pop(self._gl_gt, None)  # it refers to its green thread: no cycle kept alive
         callbacks, self._gl_on_done = self._gl_on_done, []
         for callback in callbacks:
             callback()
@@ -258,15 +282,25 @@ class _DummyGreenThread(Thread):
 
     def __init__(self, gt: _green.GreenThread[Any]) -> None:
         super().__init__(name=gt.name, daemon=True)
-        self._gl_gt = gt
+        # Weak: _pythreads maps the green thread to this object, which must not keep it alive.
+        self._gl_gt_ref = weakref.ref(gt)
         self._ident = id(gt)
         self._native_id = _orig_get_native_id()
         self._started.set()
         _pythreads[gt] = self
+        _green_dummies[self._ident] = self
+
+    @property
+    def _gl_gt(self) -> _green.GreenThread[Any] | None:  # type: ignore[override]
+        return self._gl_gt_ref()
+
+    @property
+    def _gl_done(self) -> bool:  # type: ignore[override]
+        return not self.is_alive()
 
     def is_alive(self) -> bool:
-        assert self._gl_gt is not None
-        return not self._gl_gt.done()
+        gt = self._gl_gt
+        return gt is not None and not gt.done()
 
     def join(self, timeout: float | None = None) -> None:
         raise RuntimeError("cannot join a dummy thread")

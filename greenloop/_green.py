@@ -25,7 +25,7 @@ from typing import Any, Generic, TypeVar
 from greenlet import GreenletExit, getcurrent, greenlet
 
 from . import _hub
-from ._loop import PRIORITY_DEFAULT, PRIORITY_MAX, PRIORITY_MIN, Loop
+from ._loop import PRIORITY_DEFAULT, PRIORITY_MAX, PRIORITY_MIN, Loop, _running_loops
 
 _T = TypeVar("_T")
 
@@ -41,6 +41,7 @@ __all__ = [
 ]
 
 _ORIGINAL_SLEEP = _time.sleep
+_get_ident = threading.get_ident
 _Future = asyncio.Future
 _main_thread_loop: Loop | None = None
 _names = itertools.count(1)
@@ -51,6 +52,9 @@ _POOL_MAX = 1024
 
 def _resolve_loop(what: str) -> Loop | None:
     """The loop a blocking-style call on this thread waits on; None means "block for real"."""
+    green = _running_loops.get(_get_ident())
+    if green is not None:
+        return green
     loop = events._get_running_loop()
     if loop is not None:
         if not isinstance(loop, Loop):
@@ -425,7 +429,7 @@ def spawn(
     levels above PRIORITY_DEFAULT run before asyncio's callbacks in each loop iteration;
     levels below run only in iterations where nothing else is ready (they can starve).
     """
-    loop = events._get_running_loop()
+    loop = _running_loops.get(_get_ident()) or events._get_running_loop()
     if loop is None:
         if threading.current_thread() is not threading.main_thread():
             raise RuntimeError(

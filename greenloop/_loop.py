@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import heapq
+import os
 import selectors
 import sys
 import threading
@@ -48,6 +49,15 @@ PRIORITY_MAX = 3
 _MAX_TIMEOUT: float = base_events.MAXIMUM_SELECT_TIMEOUT  # type: ignore[attr-defined]
 _MIN_TIMERS_TO_COMPACT: int = base_events._MIN_SCHEDULED_TIMER_HANDLES  # type: ignore[attr-defined]
 _CANCELLED_FRACTION_TO_COMPACT: float = base_events._MIN_CANCELLED_TIMER_HANDLES_FRACTION  # type: ignore[attr-defined]
+
+
+# OS thread id -> the greenloop loop running on it. The same fact as asyncio's running-loop
+# record, without the getpid() system call that asyncio makes on every lookup to notice a
+# fork: blocking-style calls look it up on every wait. Cleared in a forked child, which
+# (as in asyncio) does not inherit a running loop.
+_running_loops: dict[int, Loop] = {}
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_running_loops.clear)
 
 
 class GreenTask(asyncio.Task):  # type: ignore[type-arg]
@@ -198,11 +208,13 @@ class Loop(asyncio.SelectorEventLoop):
                 finalizer=self._asyncgen_finalizer_hook,
             )
             events._set_running_loop(self)
+            _running_loops[self._thread_id] = self
             _hub.run_hub(self)
         finally:
             # Retired hubs belong to this OS thread: end them now, while we are on it.
             _hub.kill_pooled(self)
             self._stopping = False
+            _running_loops.pop(self._thread_id, None)  # type: ignore[arg-type]
             self._thread_id = None
             self._hub = None
             self._runner = None

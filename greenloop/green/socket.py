@@ -64,10 +64,10 @@ the fd). ``greenloop.green.ssl`` builds on ``_gl_timeout`` and ``_gl_wait()``.
 from __future__ import annotations
 
 import _socket
-import asyncio
 import errno as _errno
 import os as _os
 import select as _select
+import selectors as _selectors
 import socket as _stdsocket
 import threading as _threading
 from collections.abc import Callable, Iterable
@@ -151,6 +151,8 @@ _setblocking = _csock.setblocking
 _csock_del: Callable[[_csock], None] = getattr(_csock, "__del__")  # noqa: B009  (untyped slot)
 
 _MISSING = object()
+_READ = _selectors.EVENT_READ
+_WRITE = _selectors.EVENT_WRITE
 # How long close() on a foreign OS thread waits for the loop to drop the fd (see _release).
 _FOREIGN_CLOSE_WAIT = 1.0
 
@@ -162,26 +164,38 @@ def _ebadf() -> OSError:
 class _Waiter:
     """One socket's registration for one direction, and the green context waiting on it.
 
-    It is the callback of the reader (or writer) handle that the socket keeps in the selector
-    between waits (see "Keeping the epoll registration" above). It holds the fd number, not
-    the socket, so a registration never keeps a socket alive.
+    It is its own entry in the selector and in the loop's ready queue: it speaks the part of
+    asyncio's Handle protocol that the selector loop and greenloop's run loop use
+    (``_cancelled``, ``cancel()``, ``cancelled()``, ``_run()``), so a readiness event runs
+    ``_run()`` directly, with no Handle, no Context.run and no callback in between. It holds
+    the fd number, not the socket, so a registration never keeps a socket alive.
     """
 
-    __slots__ = ("fd", "fut", "handle", "loop", "write")
+    __slots__ = ("_cancelled", "fd", "fut", "loop", "spare", "write")
+
+    _callback = None  # read by asyncio's slow-callback report in debug mode
 
     def __init__(self, loop: Loop, fd: int, write: bool) -> None:
         self.loop = loop
         self.fd = fd
         self.write = write
-        self.fut: Waiter | None = None
-        # The handle this socket registered last. It may have been replaced or dropped from
-        # the selector since (``remove_reader`` by other code, a reused fd number): that is
-        # checked against the selector before relying on it.
-        self.handle: asyncio.Handle | None = None
+        self._cancelled = True  # True while not (or no longer) in the selector
+        self.fut: Waiter | None = None  # set while a green context waits
+        self.spare = Waiter(loop)  # the one-shot waiter, reset and reused for every wait
 
-    def __call__(self) -> None:
-        # Run by the loop on the hub when the fd is ready: Waiter.wake() resumes the parked
-        # green thread right here, not one loop iteration later (as a future would).
+    def __repr__(self) -> str:
+        what = "writable" if self.write else "readable"
+        return f"<socket wait until fd {self.fd} is {what}{' (cancelled)' if self._cancelled else ''}>"
+
+    def cancel(self) -> None:
+        self._cancelled = True
+
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def _run(self) -> None:
+        # The fd is ready. Waiter.wake() resumes the parked green context right here, on the
+        # hub, not one loop iteration later (as a future's callback would).
         fut = self.fut
         if fut is not None:
             fut.wake()
@@ -189,12 +203,43 @@ class _Waiter:
             self.disarm()  # ready while nobody waits: leave the epoll set until the next wait
 
     def registered(self) -> bool:
-        """Is our handle the selector's live one for this fd and direction?"""
-        handle = self.handle
-        if handle is None:
+        """Are we the selector's live entry for this fd and direction?"""
+        if self._cancelled:
             return False
         key = self.loop._selector._fd_to_key.get(self.fd)  # type: ignore[attr-defined]
-        return key is not None and key.data[self.write] is handle and not handle._cancelled
+        return key is not None and key.data[self.write] is self
+
+    def register(self, what: str) -> None:
+        """Put ourselves in the selector for our fd and direction (as ``_add_reader`` would)."""
+        loop, fd, write = self.loop, self.fd, self.write
+        loop._check_closed()
+        selector: Any = loop._selector  # type: ignore[attr-defined]
+        key = selector._fd_to_key.get(fd)
+        if key is None:
+            selector.register(fd, _WRITE if write else _READ, (None, self) if write else (self, None))
+        else:
+            current = key.data[write]
+            if current is not None and not current.cancelled():
+                raise RuntimeError(
+                    f"{what}: fd {fd} is already being waited on for "
+                    f"{'writing' if write else 'reading'} by another green thread, task or "
+                    "reader callback; only one waiter per fd and direction is supported"
+                )
+            if current is not None:
+                # Someone else's finished registration, maybe for a closed file that had this
+                # number: register afresh so that the epoll set surely holds *this* file.
+                if write:
+                    loop._remove_writer(fd)  # type: ignore[attr-defined]
+                else:
+                    loop._remove_reader(fd)  # type: ignore[attr-defined]
+                key = selector._fd_to_key.get(fd)
+            if key is None:
+                selector.register(fd, _WRITE if write else _READ, (None, self) if write else (self, None))
+            else:
+                reader, writer = key.data
+                data = (reader, self) if write else (self, writer)
+                selector.modify(fd, key.events | (_WRITE if write else _READ), data)
+        self._cancelled = False
 
     def disarm(self) -> None:
         """Remove our registration (if it is still ours); the fd must still be open."""
@@ -203,7 +248,7 @@ class _Waiter:
                 self.loop._remove_writer(self.fd)  # type: ignore[attr-defined]
             else:
                 self.loop._remove_reader(self.fd)  # type: ignore[attr-defined]
-        self.handle = None  # also breaks the handle -> callback -> handle cycle
+        self._cancelled = True
 
 
 class _IoState:
@@ -261,7 +306,7 @@ def _release_now(state: _IoState, fd: int) -> None:
         try:
             waiter.disarm()
         except OSError:  # already closed by another thread; the selector dropped the key
-            waiter.handle = None
+            waiter.cancel()
         # The waiter retries its syscall on the closed socket and raises EBADF, as the
         # stdlib would. Woken from the next callback, not from here: close() may run in a
         # task step or a green thread, which the woken greenlet must not re-enter.
@@ -382,40 +427,17 @@ class socket(_StdSocket):
                 "per socket and direction is supported"
             )
         if not waiter.registered():
-            self._gl_register(loop, fd, waiter, what)
-        fut = waiter.fut = Waiter(loop)
+            waiter.register(what)
+        fut = waiter.fut = waiter.spare
+        fut._reset()
         try:
             wait(fut, timeout, what)
         except TimeoutError:
             raise TimeoutError("timed out") from None
         finally:
             # The registration stays armed: if the fd becomes ready while nobody waits, the
-            # waiter's callback removes it then (_Waiter.__call__).
+            # waiter removes it then (_Waiter._run).
             waiter.fut = None
-
-    @staticmethod
-    def _gl_register(loop: Loop, fd: int, waiter: _Waiter, what: str) -> None:
-        write = waiter.write
-        key = loop._selector._fd_to_key.get(fd)  # type: ignore[attr-defined]
-        if key is not None:
-            current = key.data[write]
-            if current is not None:
-                if not current.cancelled():
-                    raise RuntimeError(
-                        f"{what}: fd {fd} is already being waited on for "
-                        f"{'writing' if write else 'reading'} by another green thread, task or "
-                        "reader callback; only one waiter per fd and direction is supported"
-                    )
-                # Someone else's finished registration, maybe for a closed file that had this
-                # number: register afresh so that the epoll set surely holds *this* file.
-                if write:
-                    loop._remove_writer(fd)  # type: ignore[attr-defined]
-                else:
-                    loop._remove_reader(fd)  # type: ignore[attr-defined]
-        if write:
-            waiter.handle = loop._add_writer(fd, waiter)  # type: ignore[attr-defined]
-        else:
-            waiter.handle = loop._add_reader(fd, waiter)  # type: ignore[attr-defined]
 
     def _gl_move(self, state: _IoState, loop: Loop, fd: int, what: str) -> _IoState:
         """The socket is now used on another loop: leave the old one's selector."""

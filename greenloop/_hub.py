@@ -244,24 +244,15 @@ class Waiter:
             self._loop.call_soon(callback, self)
 
 
-def _owner(loop: Loop, me: greenlet, hub: greenlet | None, task: Any, what: str) -> Any:
-    """The green thread parking ``me`` (None for another greenlet); raises where none may park.
-
-    Also delivers a cancel() that came while the green thread had nothing to wait on.
-    """
+def _refuse(me: greenlet, hub: greenlet | None, what: str) -> None:
+    """Raise the error for a blocking-style call where nothing may park (no task, no thread)."""
     if me is hub:
         raise BlockingCallError(
             f"{what} was called from a plain event loop callback; it would block the "
             "loop and reorder the callbacks queued after it. Call it from a green thread "
             "(greenloop.spawn) or an asyncio task, or await the async equivalent"
         )
-    if hub is None:
-        raise BlockingCallError(f"{what} needs the event loop to be running")
-    gt = getattr(me, "gt", None)
-    if gt is not None and gt._gl_must_cancel:
-        gt._gl_must_cancel = False
-        raise asyncio.CancelledError(gt._gl_cancel_msg)
-    return gt
+    raise BlockingCallError(f"{what} needs the event loop to be running")
 
 
 def _check_cancelled_on_resume(gt: Any) -> None:
@@ -286,8 +277,13 @@ def park(
     hub = loop._hub
     task = _current_tasks.get(loop)
     if task is None:
-        gt = _owner(loop, me, hub, task, what)
+        if me is hub or hub is None:
+            _refuse(me, hub, what)
+        gt = getattr(me, "gt", None)
         if gt is not None:
+            if gt._gl_must_cancel:  # cancel() came while it had nothing to wait on
+                gt._gl_must_cancel = False
+                raise asyncio.CancelledError(gt._gl_cancel_msg)
             priority = gt._priority
             wake = _Wake(me) if not priority else _PriorityWake(me, loop, priority)
             gt._gl_waiter = fut
@@ -303,7 +299,7 @@ def park(
     timer = loop.call_later(timeout, wake, _TIMED_OUT) if timeout is not None else None
     loop._parked[me] = owner
     try:
-        got = _switch_away(loop, me, hub, task)
+        got = hub.switch() if task is None else _switch_away(loop, me, hub, task)  # type: ignore[union-attr]
     finally:
         del loop._parked[me]
         if owner is not None:
@@ -321,12 +317,10 @@ def park(
 
 
 def _switch_away(loop: Loop, me: greenlet, hub: greenlet | None, task: Any) -> Any:
-    """Switch to the hub; a task step running *on* the hub hands the loop to another hub.
+    """Switch away from a task step; one running *on* the hub hands the loop to another hub.
 
     asyncio's current task is left for the time we are away and entered again after.
     """
-    if task is None:
-        return hub.switch()  # type: ignore[union-attr]
     _leave_task(loop, task)
     try:
         if me is not hub:
@@ -384,7 +378,12 @@ def yield_now(loop: Loop, what: str) -> None:
     task = _current_tasks.get(loop)
     entry = _Yield(me)
     if task is None:
-        gt = _owner(loop, me, hub, task, what)
+        if me is hub or hub is None:
+            _refuse(me, hub, what)
+        gt = getattr(me, "gt", None)
+        if gt is not None and gt._gl_must_cancel:  # cancel() came while it had nothing to wait on
+            gt._gl_must_cancel = False
+            raise asyncio.CancelledError(gt._gl_cancel_msg)
         owner: Any = gt
         priority = 0 if gt is None else gt._priority
     else:
@@ -400,7 +399,10 @@ def yield_now(loop: Loop, what: str) -> None:
         owner._gl_waiter = entry
     loop._parked[me] = owner
     try:
-        _switch_away(loop, me, hub, task)
+        if task is None:
+            hub.switch()  # type: ignore[union-attr]
+        else:
+            _switch_away(loop, me, hub, task)
     finally:
         del loop._parked[me]
         if owner is not None:

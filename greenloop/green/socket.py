@@ -77,6 +77,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from .._green import _resolve_loop, wait
 from .._green import sleep as _sleep
 from .._hub import Waiter
+from .._hub import park as _park
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
@@ -385,8 +386,15 @@ class socket(_StdSocket):
     def _gl_retry(self, op: Callable[..., _T], args: tuple[Any, ...], write: bool, what: str) -> _T:
         """The slow path: ``op(self, *args)`` would block; wait and retry until the timeout."""
         timeout = self._gl_timeout
-        deadline = None if timeout is None else _monotonic() + timeout
         loop = _resolve_loop(what)
+        if timeout is None and loop is not None:
+            while True:  # the common case, kept to the fewest calls: no deadline, on a loop
+                self._gl_park(loop, write, None, what)
+                try:
+                    return op(self, *args)
+                except (BlockingIOError, InterruptedError):
+                    pass  # a spurious wake-up: wait again
+        deadline = None if timeout is None else _monotonic() + timeout
         while True:
             self._gl_wait(loop, write, deadline, what)
             try:
@@ -431,7 +439,10 @@ class socket(_StdSocket):
         fut = waiter.fut = waiter.spare
         fut._reset()
         try:
-            wait(fut, timeout, what)
+            if loop._hub is not None:
+                _park(loop, fut, timeout, what)
+            else:  # the main greenlet drives the loop, or gets the error that explains why not
+                wait(fut, timeout, what)
         except TimeoutError:
             raise TimeoutError("timed out") from None
         finally:

@@ -152,6 +152,85 @@ def test_patch_all_after_ssl_and_http_libraries_were_imported() -> None:
     assert lines(proc) == ["ok"]
 
 
+def test_late_patching_after_urllib3_and_requests_makes_https_requests() -> None:
+    # gevent's known trap: ssl (through urllib3/requests) imported before patching, then a
+    # context option set on a context made afterwards -> RecursionError. Here it just works,
+    # and the TLS requests overlap on green threads.
+    proc = run(
+        """
+        import ssl, urllib3, requests, trustme
+        ca = trustme.CA()
+        monkey.patch_all()
+        import http.server, socketserver, threading, time
+        ctx = urllib3.util.ssl_.create_urllib3_context()  # sets ctx.options: the trap
+        ctx.options |= ssl.OP_NO_TLSv1
+        server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("localhost").configure_cert(server_ctx)
+        class Slow(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                time.sleep(0.3)
+                self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers()
+                self.wfile.write(b"ok")
+            def log_message(self, *args):
+                pass
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+        srv.socket = server_ctx.wrap_socket(srv.socket, server_side=True)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        url = f"https://localhost:{srv.server_address[1]}/"
+        with ca.cert_pem.tempfile() as ca_file:
+            session = requests.Session()
+            pool = urllib3.PoolManager(ca_certs=ca_file, maxsize=20)
+            got = []
+            def fetch(i):
+                if i % 2:
+                    got.append(session.get(url, verify=ca_file, timeout=10).text)
+                else:
+                    got.append(pool.request("GET", url, timeout=10).data.decode())
+            t0 = time.monotonic()
+            ts = [threading.Thread(target=fetch, args=(i,)) for i in range(20)]
+            [t.start() for t in ts]; [t.join() for t in ts]
+            assert got == ["ok"] * 20, got
+            assert time.monotonic() - t0 < 3, time.monotonic() - t0
+        srv.shutdown()
+        print("ok")
+        """
+    )
+    assert lines(proc) == ["ok"]
+
+
+def test_patch_all_while_a_real_thread_waits_on_an_early_lock() -> None:
+    # A real thread blocked on a lock (and a condition) made before patching is woken by
+    # the main thread after patching: nothing hangs.
+    proc = run(
+        """
+        import threading, time
+        lock = threading.Lock(); lock.acquire()
+        cond = threading.Condition()
+        got = []
+        def real():
+            with lock:
+                got.append("lock")
+            with cond:
+                cond.wait_for(lambda: len(got) == 2, timeout=10)
+                got.append("cond")
+        t = threading.Thread(target=real)
+        t.start()
+        monkey.patch_all()
+        monkey.patch_all()  # twice: a no-op
+        time.sleep(0.05)  # patched: drives the loop; the real thread still waits
+        lock.release()
+        while not got:
+            time.sleep(0.01)
+        with cond:
+            got.append("main"); cond.notify_all()
+        t.join(timeout=10)
+        assert not t.is_alive() and got == ["lock", "main", "cond"], got
+        print("ok")
+        """
+    )
+    assert lines(proc) == ["ok"]
+
+
 # -- cooperative calls -------------------------------------------------------------------------
 
 
@@ -291,6 +370,76 @@ def test_native_ids_enumerate_and_dummy_threads() -> None:
         """
     )
     assert lines(proc) == ["ok"]
+
+
+def test_threading_details_match_the_stdlib() -> None:
+    # Details that stdlib tests (and programs) check, compared with the unpatched module.
+    code = """
+        import re, select, subprocess, sys, threading, warnings
+        from unittest import mock
+        out = []
+        # Reprs and __module__, as the originals present themselves.
+        out.append(re.sub(r"0x[0-9a-f]+", "X", repr(threading.Event())))
+        out.append(re.sub(r"0x[0-9a-f]+", "X", repr(threading.Semaphore(2))))
+        out.append(re.sub(r"0x[0-9a-f]+", "X", repr(threading.Barrier(3))))
+        out.append(repr(threading.Lock()).split(" object")[0])
+        out.append(threading.current_thread.__module__ in ("threading", "_thread"))
+        # Default names come from the module's own counter.
+        with mock.patch.object(threading, "_counter", return_value=7):
+            out.append(threading.Thread(target=len).name)
+        # The deprecated aliases warn.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            threading.activeCount(); threading.currentThread()
+        out.append(len([w for w in caught if w.category is DeprecationWarning]))
+        # A thread's SystemExit goes to threading.excepthook (whose default ignores it);
+        # a failing hook is reported as the original reports it.
+        got = []
+        threading.excepthook = lambda args: got.append(args.exc_type.__name__)
+        t = threading.Thread(target=sys.exit); t.start(); t.join()
+        out.append(got)
+        def bad_hook(args):
+            raise ValueError("hook failed")
+        threading.excepthook = bad_hook
+        sys.excepthook = lambda *exc: got.append(str(exc[1]))
+        t = threading.Thread(target=lambda: 1 / 0); t.start(); t.join()
+        out.append(got)
+        threading.excepthook = threading.__excepthook__
+        # threading.settrace() reaches new threads; the pure-Python RLock and the C name.
+        calls = []
+        threading.settrace(lambda frame, event, arg: calls.append(frame.f_code.co_name))
+        def traced():
+            pass
+        t = threading.Thread(target=traced); t.start(); t.join()
+        sys.settrace(None); threading.settrace(None)
+        out.append("traced" in calls)
+        for cls in (threading._PyRLock, threading._CRLock):
+            lock = cls()
+            lock.acquire()
+            t = threading.Thread(target=lambda: out.append(lock.acquire(timeout=0.01)))
+            t.start(); t.join()
+            lock.release()
+        # select() on a list that fileno() mutates, as the C code reads it.
+        a = []
+        class F:
+            def fileno(self):
+                del a[-1]
+                return sys.__stdout__.fileno()
+        a[:] = [F()] * 10
+        out.append(len(select.select([], a, [], 5)[1]))
+        # communicate() with only stdin: the stdlib's shortcut writes through stdin.write().
+        p = subprocess.Popen([sys.executable, "-c", "pass"], stdin=subprocess.PIPE)
+        with p, mock.patch.object(p, "stdin") as stdin:
+            stdin.write.side_effect = BrokenPipeError
+            p.communicate(b"stuff")
+        out.append(stdin.write.call_args_list == [mock.call(b"stuff")])
+        print(out)
+        """
+    plain = run(code, prelude="")
+    green = run(code)
+    patched = run(code, prelude=PRELUDE + "monkey.patch_all()\n")
+    assert plain.stdout == green.stdout == patched.stdout, (plain.stdout, patched.stdout)
+    assert "Exception in threading.excepthook:" in patched.stderr, patched.stderr
 
 
 def test_uncaught_exceptions_go_to_threading_excepthook() -> None:

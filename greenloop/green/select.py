@@ -74,8 +74,10 @@ def select(rlist: Any, wlist: Any, xlist: Any, timeout: float | None = None, /) 
     loop = _green._resolve_loop("select.select()")
     if loop is None:
         return _orig_select(rlist, wlist, xlist, timeout)
-    # Iterables may be consumed only once; select() accepts any sequence.
-    rlist, wlist, xlist = list(rlist), list(wlist), list(xlist)
+    # Iterables may be consumed only once; select() accepts any sequence. Lists and tuples go
+    # to the original as they are: it reads a list's length as it goes, so a list that
+    # fileno() mutates is handled exactly as the original handles it.
+    rlist, wlist, xlist = (x if type(x) in (list, tuple) else list(x) for x in (rlist, wlist, xlist))
     ready = _orig_select(rlist, wlist, xlist, 0)
     if ready[0] or ready[1] or ready[2]:
         return ready

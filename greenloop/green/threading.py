@@ -75,7 +75,20 @@ from greenloop import _green
 from greenloop._loop import Loop
 from greenloop.monkey import original_module
 
-__implements__ = ["Barrier", "BoundedSemaphore", "Condition", "Event", "Lock", "RLock", "Semaphore"]
+__implements__ = [
+    "Barrier",
+    "BoundedSemaphore",
+    "Condition",
+    "Event",
+    "Lock",
+    "RLock",
+    "Semaphore",
+    # threading's private names for its lock factories: the pure-Python ``_PyRLock`` and the
+    # original ``Condition`` (in code that captured it before patching) build their inner
+    # locks with ``_allocate_lock()``; ``_CRLock`` is what ``RLock()`` returns.
+    "_allocate_lock",
+    "_CRLock",
+]
 __all__ = [
     "Barrier",
     "BoundedSemaphore",
@@ -363,7 +376,8 @@ class Lock(_Guarded):
     def __repr__(self) -> str:
         cls = type(self)
         state = "locked" if self._held.locked() else "unlocked"
-        return f"<{state} {cls.__module__}.{cls.__qualname__} object at {id(self):#x}>"
+        name = "lock" if cls is Lock else cls.__qualname__  # the C type's name: _thread.lock
+        return f"<{state} {cls.__module__}.{name} object at {id(self):#x}>"
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """Acquire the lock, waiting for it unless ``blocking`` is false, at most ``timeout`` seconds.
@@ -1008,3 +1022,16 @@ class Barrier:
     def broken(self) -> bool:
         """Whether the barrier is broken."""
         return self._state == _BROKEN
+
+
+# As the originals present themselves (reprs such as ``<unlocked _thread.lock object ...>`` and
+# ``<threading.Event at ...: unset>``, ``threading.__all__`` checks).
+_allocate_lock = Lock
+_CRLock = RLock
+
+_cls: type
+for _cls in (Lock, RLock):
+    _cls.__module__ = "_thread"
+for _cls in (Barrier, BoundedSemaphore, Condition, Event, Semaphore):
+    _cls.__module__ = "threading"
+del _cls

@@ -55,18 +55,16 @@ __implements__ = [
     "local",
     "get_ident",
     "current_thread",
-    "currentThread",
     "enumerate",
     "active_count",
-    "activeCount",
     "_shutdown",
 ]
+# Not currentThread / activeCount: the originals warn, then call the module's (patched)
+# current_thread() / active_count().
 __all__ = [
     "Thread",
     "Timer",
-    "activeCount",
     "active_count",
-    "currentThread",
     "current_thread",
     "enumerate",
     "get_ident",
@@ -77,6 +75,7 @@ _orig_get_ident = _thread.get_ident
 _orig_get_native_id = _thread.get_native_id
 # The identity original: it works on the threading module's own state (its globals).
 _orig_shutdown = _original_module("threading").__dict__["_shutdown"]
+_newname = _original_module("threading").__dict__["_newname"]
 _MAIN_IDENT = _real.main_thread().ident
 # Green threads started through Thread.start(), by ident, while they are alive.
 _green_active: dict[int, Thread] = {}
@@ -117,9 +116,6 @@ def current_thread() -> Any:
     return thread
 
 
-currentThread = current_thread
-
-
 def enumerate() -> list[Any]:
     """All live threads: the real ones, the green threads started through ``Thread`` and the
     dummy ``Thread`` of each live green thread that asked for ``current_thread()``."""
@@ -134,16 +130,19 @@ def active_count() -> int:
     return len(enumerate())
 
 
-activeCount = active_count
-
-
 def _excepthook(args: Any) -> None:
     # Whatever the program installed as threading.excepthook, looked up when it is needed.
     hook = getattr(sys.modules.get("threading"), "excepthook", None) or _real.excepthook
     try:
         hook(args)
-    except Exception:
-        sys.excepthook(*sys.exc_info())
+    except Exception as exc:
+        # What the original does when the hook itself fails.
+        exc.__suppress_context__ = True
+        del exc
+        stderr = sys.stderr if sys.stderr is not None else getattr(args.thread, "_stderr", None)
+        print("Exception in threading.excepthook:", file=stderr, flush=True)
+        sys_hook = getattr(sys, "excepthook", None) or sys.__excepthook__
+        sys_hook(*sys.exc_info())
 
 
 _real_thread_init = _real.Thread.__init__
@@ -165,6 +164,15 @@ class Thread(_real.Thread):  # type: ignore[misc,name-defined]
         *,
         daemon: bool | None = None,
     ) -> None:
+        if not name:
+            # Named as the original names it, through the threading module's own counter
+            # (the sealed copy's __init__ would not see a program or test replacing it).
+            name = _newname("Thread-%d")
+            if target is not None:
+                try:
+                    name += f" ({target.__name__})"
+                except AttributeError:
+                    pass
         _real_thread_init(self, group, target, name, args, kwargs, daemon=daemon)
         if not isinstance(self, Thread):
             # The original _MainThread / _DummyThread call ``Thread.__init__(self, ...)`` by
@@ -200,15 +208,15 @@ class Thread(_real.Thread):  # type: ignore[misc,name-defined]
         self._started.set()
 
     def _gl_bootstrap(self) -> None:
-        trace, profile = _real._trace_hook, _real._profile_hook
+        # threading.settrace() / setprofile() store the hooks in the module's globals.
+        std = sys.modules.get("threading", _real)
+        trace, profile = getattr(std, "_trace_hook", None), getattr(std, "_profile_hook", None)
         if trace is not None:
             sys.settrace(trace)
         if profile is not None:
             sys.setprofile(profile)
         try:
             self.run()
-        except SystemExit:
-            pass
         except (asyncio.CancelledError, GreenletExit):
             raise  # cancellation, loop shutdown: the green thread machinery's business
         except KeyboardInterrupt as exc:
@@ -378,3 +386,11 @@ def _joinable_at_exit(thread: Thread) -> bool:
     loop = gt.get_loop()
     # A green thread of a loop that is closed (asyncio.run returned) can never finish.
     return not loop.is_closed() and not loop.is_running()
+
+
+# As the originals present themselves (reprs, ``threading.__all__`` checks): the functions and
+# classes that patching puts into ``threading``.
+_obj: Any
+for _obj in (Thread, Timer, local, get_ident, current_thread, enumerate, active_count):
+    _obj.__module__ = "threading"
+del _obj

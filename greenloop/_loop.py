@@ -19,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import heapq
+import math
 import os
+import select
 import selectors
 import sys
 import threading
@@ -31,7 +33,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from greenlet import greenlet
 
 from . import _hub
-from ._poller import default_selector
+from ._poller import _EpollSelector, default_selector
+
+# For Loop._poll: epoll event bits as selectors interprets them (anything but EPOLLOUT counts
+# as readable, anything but EPOLLIN as writable, so errors and hang-ups wake both sides).
+_NOT_EPOLLIN = ~getattr(select, "EPOLLIN", 0)
+_NOT_EPOLLOUT = ~getattr(select, "EPOLLOUT", 0)
+_EVENT_READ = selectors.EVENT_READ
+_EVENT_WRITE = selectors.EVENT_WRITE
 
 _T = TypeVar("_T")
 
@@ -146,6 +155,8 @@ class Loop(asyncio.SelectorEventLoop):
         _task_factory: Any
 
         def _process_events(self, event_list: list[tuple[selectors.SelectorKey, int]]) -> None: ...
+        def _remove_reader(self, fd: Any) -> bool: ...
+        def _remove_writer(self, fd: Any) -> bool: ...
         def _call_soon(self, callback: Any, args: Any, context: Any) -> asyncio.Handle: ...
         def _check_closed(self) -> None: ...
         def _check_running(self) -> None: ...
@@ -223,12 +234,44 @@ class Loop(asyncio.SelectorEventLoop):
             sys.set_asyncgen_hooks(*self._old_agen_hooks_gl)
             self._old_agen_hooks_gl = None
 
-    def _poll_needed(self) -> bool:
-        # With callbacks ready, polling is only for fairness towards I/O. When nothing but
-        # the self-pipe is registered and no signal handler is installed, there is no I/O
-        # to be fair to: call_soon_threadsafe() appends to _ready itself and the self-pipe
-        # only has to wake a *sleeping* loop, so skip the syscall.
-        return len(self._selector.get_map()) > 1 or bool(self._signal_handlers)
+    def _poll(self, timeout: float | None) -> None:
+        """Wait for I/O (at most ``timeout`` seconds, None = no limit); queue the ready handles.
+
+        asyncio's ``_process_events(selector.select(timeout))`` in one pass for epoll: the
+        selector's result list, its per-event key lookup method and ``_add_callback`` cost a
+        Python call each per event, and one event per message is the common case.
+        """
+        selector: Any = self._selector
+        if type(selector) is not _EpollSelector:
+            self._process_events(selector.select(timeout))
+            return
+        if timeout is None:
+            timeout = -1
+        elif timeout > 0:
+            timeout = math.ceil(timeout * 1e3) * 1e-3  # at least that long: epoll counts in ms
+        fd_to_key = selector._fd_to_key
+        try:
+            events = selector._selector.poll(timeout, len(fd_to_key) or 1)
+        except InterruptedError:
+            return
+        append = self._ready.append
+        for fd, event in events:
+            key = fd_to_key.get(fd)
+            if key is None:
+                continue
+            reader, writer = key.data
+            wanted = key.events
+            # Errors and hang-ups count as both readable and writable, as in selectors.
+            if event & _NOT_EPOLLOUT and wanted & _EVENT_READ and reader is not None:
+                if reader._cancelled:
+                    self._remove_reader(fd)
+                else:
+                    append(reader)
+            if event & _NOT_EPOLLIN and wanted & _EVENT_WRITE and writer is not None:
+                if writer._cancelled:
+                    self._remove_writer(fd)
+                else:
+                    append(writer)
 
     def _run_iterations(self, me: greenlet) -> bool:
         """Run loop iterations on hub ``me``: the only place where callbacks are called.
@@ -240,7 +283,7 @@ class Loop(asyncio.SelectorEventLoop):
         handle: Any
         ready = self._ready
         scheduled = self._scheduled
-        selector = self._selector
+        fd_to_key = self._selector._fd_to_key  # type: ignore[attr-defined]
         heappop = heapq.heappop
         time = self.time
         while True:
@@ -265,13 +308,17 @@ class Loop(asyncio.SelectorEventLoop):
                     heappop(scheduled)._scheduled = False
 
             if ready or self._stopping or self._prio_pending:
-                if self._poll_needed():
-                    self._process_events(selector.select(0))
+                # With callbacks ready, polling is only for fairness towards I/O. When nothing
+                # but the self-pipe is registered and no signal handler is installed, there is
+                # no I/O to be fair to: call_soon_threadsafe() appends to _ready itself and the
+                # self-pipe only has to wake a *sleeping* loop, so skip the syscall.
+                if len(fd_to_key) > 1 or self._signal_handlers:
+                    self._poll(0)
             else:
                 timeout: float | None = None
                 if scheduled:
                     timeout = min(max(0.0, scheduled[0]._when - time()), _MAX_TIMEOUT)
-                self._process_events(selector.select(timeout))
+                self._poll(timeout)
 
             if scheduled:
                 end_time = time() + self._clock_resolution

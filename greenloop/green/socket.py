@@ -43,6 +43,17 @@ Otherwise the selector keeps an entry for a closed fd; when the number is reused
 to the epoll set. For the same reason, a wait that finds *someone else's* cancelled handle on
 its fd re-registers from scratch.
 
+Waiting first
+-------------
+In request/response traffic the read after an answer nearly always fails: the client has
+not sent its next request yet. A failed read is a system call plus an exception whose
+message CPython decodes through the locale (several thousand instructions), then the wait.
+So a socket remembers whether its last read came back short (``drained``); if so and its
+registration is still armed, the next ``recv``/``recv_into`` waits for readiness first and
+reads once. The guess cannot lose data or deadlock: epoll is level-triggered, so if bytes did
+arrive meanwhile the wait ends at the next poll. A full read (more may be queued) or a
+registration dropped by an idle wake-up puts the socket back to reading first.
+
 Only one waiter per socket and direction (as with ``greenloop.wait_readable``): a second
 green thread reading a socket that another one is waiting to read gets a RuntimeError.
 ``close()`` wakes any waiter; it retries its syscall on the closed socket and gets the
@@ -258,10 +269,12 @@ class _IoState:
     Created at a socket's first wait, so sockets that never wait (the fast path) pay nothing.
     """
 
-    __slots__ = ("closing", "loop", "rwait", "wwait")
+    __slots__ = ("closing", "drained", "loop", "rwait", "wwait")
 
     def __init__(self, loop: Loop, fd: int) -> None:
         self.loop = loop
+        # The last recv returned less than asked for: the socket is probably empty now.
+        self.drained = False
         # Set when the socket is closed or detached: a waiter woken by that, retrying its
         # syscall before a foreign OS thread has actually closed the fd, must not wait again.
         self.closing = False
@@ -497,20 +510,38 @@ class socket(_StdSocket):
     # -- receiving ----------------------------------------------------------------------
 
     def recv(self, bufsize: int, flags: int = 0, /) -> bytes:
-        try:
-            return _recv(self, bufsize, flags)
-        except (BlockingIOError, InterruptedError):
-            if self._gl_timeout == 0.0:
-                raise
-        return self._gl_retry(_recv, (bufsize, flags), False, "socket.recv()")
+        state = self._gl_io
+        if state is not None and state.drained and not state.rwait._cancelled and self._gl_timeout != 0.0:
+            # Our last read emptied the socket and our registration is armed: wait first (see
+            # "Waiting first" above); the recv would almost surely fail with EAGAIN.
+            data = self._gl_retry(_recv, (bufsize, flags), False, "socket.recv()")
+        else:
+            try:
+                data = _recv(self, bufsize, flags)
+            except (BlockingIOError, InterruptedError):
+                if self._gl_timeout == 0.0:
+                    raise
+                data = self._gl_retry(_recv, (bufsize, flags), False, "socket.recv()")
+            state = self._gl_io
+        if state is not None:
+            state.drained = len(data) < bufsize
+        return data
 
     def recv_into(self, buffer: WriteableBuffer, nbytes: int = 0, flags: int = 0) -> int:
-        try:
-            return _recv_into(self, buffer, nbytes, flags)
-        except (BlockingIOError, InterruptedError):
-            if self._gl_timeout == 0.0:
-                raise
-        return self._gl_retry(_recv_into, (buffer, nbytes, flags), False, "socket.recv_into()")
+        state = self._gl_io
+        if state is not None and state.drained and not state.rwait._cancelled and self._gl_timeout != 0.0:
+            n = self._gl_retry(_recv_into, (buffer, nbytes, flags), False, "socket.recv_into()")
+        else:
+            try:
+                n = _recv_into(self, buffer, nbytes, flags)
+            except (BlockingIOError, InterruptedError):
+                if self._gl_timeout == 0.0:
+                    raise
+                n = self._gl_retry(_recv_into, (buffer, nbytes, flags), False, "socket.recv_into()")
+            state = self._gl_io
+        if state is not None:
+            state.drained = n < (nbytes or len(buffer))  # type: ignore[arg-type]
+        return n
 
     def recvfrom(self, bufsize: int, flags: int = 0, /) -> tuple[bytes, Any]:
         try:

@@ -295,7 +295,10 @@ def park(
         wake = _Wake(me)
         task._gl_waiter = fut  # type: ignore[attr-defined]
         owner = task
-    fut.add_done_callback(wake)
+    if type(fut) is Waiter and not fut._done:
+        fut._callback = wake  # add_done_callback(), without the call
+    else:
+        fut.add_done_callback(wake)
     timer = loop.call_later(timeout, wake, _TIMED_OUT) if timeout is not None else None
     loop._parked[me] = owner
     try:
@@ -310,7 +313,12 @@ def park(
     if got is _TIMED_OUT:
         fut.remove_done_callback(wake)
         raise TimeoutError
-    result = fut.result()
+    if type(fut) is Waiter:  # result(), without the call (a Waiter is done when it wakes us)
+        if fut._exception is not None:
+            raise fut._exception
+        result = fut._result
+    else:
+        result = fut.result()
     if gt is not None:
         _check_cancelled_on_resume(gt)
     return result

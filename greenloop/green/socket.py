@@ -89,6 +89,7 @@ from .._green import _resolve_loop, wait
 from .._green import sleep as _sleep
 from .._hub import Waiter
 from .._hub import park as _park
+from .._loop import _running_loops
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
@@ -209,10 +210,14 @@ class _Waiter:
         # The fd is ready. Waiter.wake() resumes the parked green context right here, on the
         # hub, not one loop iteration later (as a future's callback would).
         fut = self.fut
-        if fut is not None:
-            fut.wake()
-        else:
+        if fut is None:
             self.disarm()  # ready while nobody waits: leave the epoll set until the next wait
+        elif not fut._done:  # fut.wake(), inlined: we run on the hub, from the ready queue
+            fut._done = True
+            callback = fut._callback
+            if callback is not None:
+                fut._callback = None
+                callback(fut)
 
     def registered(self) -> bool:
         """Are we the selector's live entry for this fd and direction?"""
@@ -399,7 +404,7 @@ class socket(_StdSocket):
     def _gl_retry(self, op: Callable[..., _T], args: tuple[Any, ...], write: bool, what: str) -> _T:
         """The slow path: ``op(self, *args)`` would block; wait and retry until the timeout."""
         timeout = self._gl_timeout
-        loop = _resolve_loop(what)
+        loop = _running_loops.get(_get_ident()) or _resolve_loop(what)
         if timeout is None and loop is not None:
             while True:  # the common case, kept to the fewest calls: no deadline, on a loop
                 self._gl_park(loop, write, None, what)
@@ -447,10 +452,16 @@ class socket(_StdSocket):
                 f"{'write to' if write else 'read from'} this socket (fd {fd}); only one waiter "
                 "per socket and direction is supported"
             )
-        if not waiter.registered():
+        # waiter.registered() and fut._reset(), inlined: this is every wait's path.
+        if waiter._cancelled:
             waiter.register(what)
+        else:
+            key = loop._selector._fd_to_key.get(fd)  # type: ignore[attr-defined]
+            if key is None or key.data[write] is not waiter:
+                waiter.register(what)
         fut = waiter.fut = waiter.spare
-        fut._reset()
+        fut._done = False
+        fut._result = fut._exception = None
         try:
             if loop._hub is not None:
                 _park(loop, fut, timeout, what)

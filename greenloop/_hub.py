@@ -166,17 +166,6 @@ class Waiter:
     def get_loop(self) -> Loop:
         return self._loop
 
-    def _reset(self) -> None:
-        """Make a finished Waiter new again, for a waiter reused wait after wait.
-
-        Safe once its wait is over: park() has cleared the callback it added (or made it
-        inert), so nothing from the previous wait can complete or wake the next one.
-        """
-        self._done = False
-        self._callback = None
-        self._result = None
-        self._exception = None
-
     def done(self) -> bool:
         return self._done
 

@@ -222,6 +222,8 @@ def await_(awaitable: Awaitable[_T], timeout: float | None = None) -> _T:
     ):
         # The common case, a future of the running loop: nothing to wrap, and no timeout that
         # would have to cancel it (a cancelled green thread or task cancels it, as await does).
+        if loop._hub is not None:
+            return _hub.park(loop, awaitable, None, "greenloop.await_()")  # type: ignore[no-any-return]
         return wait(awaitable, None, "greenloop.await_()")  # type: ignore[no-any-return]
     if loop is None and threading.current_thread() is threading.main_thread():
         loop = main_thread_loop()

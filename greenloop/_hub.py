@@ -291,7 +291,16 @@ def park(
     timer = loop.call_later(timeout, wake, _TIMED_OUT) if timeout is not None else None
     loop._parked[me] = owner
     try:
-        got = hub.switch() if task is None else _switch_away(loop, me, hub, task)  # type: ignore[union-attr]
+        if task is None:
+            got = hub.switch()  # type: ignore[union-attr]
+        elif me is not hub:  # a task step that blocked before: on an ex-hub, just switch
+            _leave_task(loop, task)
+            try:
+                got = hub.switch()  # type: ignore[union-attr]
+            finally:
+                _enter_task(loop, task)
+        else:
+            got = _switch_away(loop, me, hub, task)
     finally:
         del loop._parked[me]
         if owner is not None:

@@ -120,16 +120,18 @@ class _PriorityWake(_Wake):
     __slots__ = ("loop", "priority")
 
     def __init__(self, glet: greenlet, loop: Loop, priority: int) -> None:
-        super().__init__(glet)
+        self.glet = glet  # _Wake.__init__, without the call: this is every wait's path
         self.loop = loop
         self.priority = priority
 
     def __call__(self, arg: Any) -> None:
-        if self.glet is None:
+        glet = self.glet
+        if glet is None:
             return
         loop = self.loop
         if self.priority >= loop._running_level and getcurrent() is loop._hub:
-            _Wake.__call__(self, arg)  # its level is running (or already ran): go now
+            self.glet = None  # its level is running (or already ran): go now
+            glet.switch(arg)
         else:
             loop._call_soon_priority(self.priority, _Wake.__call__, self, arg)
 

@@ -442,6 +442,30 @@ def test_threading_details_match_the_stdlib() -> None:
     assert "Exception in threading.excepthook:" in patched.stderr, patched.stderr
 
 
+def test_fork_leaves_only_the_forking_thread_in_the_child() -> None:
+    code = """
+        import os, threading, time
+        done = []
+        def work():
+            time.sleep(0.3)
+            done.append(os.getpid())
+        t = threading.Thread(target=work); t.start()
+        time.sleep(0.05)
+        pid = os.fork()
+        if pid == 0:
+            alive, listed = t.is_alive(), len(threading.enumerate())
+            t.join(); time.sleep(0.5)  # the parent's thread never resumes its work here
+            print("child", alive, listed, done, flush=True)
+            os._exit(0)
+        os.waitpid(pid, 0)
+        t.join()
+        print("parent", done == [os.getpid()], flush=True)
+        """
+    plain = run(code, prelude="")
+    patched = run(code, prelude=PRELUDE + "monkey.patch_all()\n")
+    assert plain.stdout == patched.stdout == "child False 1 []\nparent True\n", (plain, patched)
+
+
 def test_uncaught_exceptions_go_to_threading_excepthook() -> None:
     proc = run(
         """

@@ -34,6 +34,7 @@ from __future__ import annotations
 import _thread
 import asyncio
 import importlib.util
+import os as _os
 import sys
 import weakref
 from asyncio import events
@@ -361,6 +362,24 @@ def _load_local() -> type:
 
 
 local = _load_local()
+
+
+def _after_fork_in_child() -> None:
+    """As the original does for real threads: in a forked child only the thread that forked
+    exists. Every other green thread is marked finished (``is_alive()`` is False, ``join()``
+    returns, exit does not wait for it) and cancelled, so that it never resumes its work in
+    the child if the child runs the loop: it gets CancelledError at its blocking point."""
+    me = getattr(getcurrent(), "gt", None)
+    for thread in list(_green_active.values()):
+        gt = thread._gl_gt
+        if gt is None or gt is me:
+            continue
+        thread._gl_finish()
+        gt.cancel()
+
+
+if hasattr(_os, "register_at_fork"):
+    _os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _shutdown() -> None:

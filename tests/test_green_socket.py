@@ -1250,3 +1250,41 @@ def test_dns_errors_propagate() -> None:
             gsocket.getaddrinfo("127.0.0.1", "no-such-service-xyz")
 
     run_green(body)
+
+
+def test_read_after_a_short_read_waits_first_without_losing_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a short read, the next recv waits for readiness before reading (no EAGAIN try)."""
+    calls: list[int] = []
+    real_recv = gsocket._recv
+
+    def counting_recv(sock: Any, *args: Any) -> bytes:
+        calls.append(1)
+        return real_recv(sock, *args)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(gsocket, "_recv", counting_recv)
+
+    def body() -> None:
+        a, b = gsocket.socketpair()
+        with a, b:
+            r = greenloop.spawn(b.recv, 100)
+            greenloop.sleep(0.005)
+            a.sendall(b"one")
+            assert r.join(TIMEOUT) == b"one"  # a short read: the socket is now drained
+            calls.clear()
+            r = greenloop.spawn(b.recv, 100)
+            greenloop.sleep(0.005)
+            assert not calls  # it waits without trying a read that would fail
+            a.sendall(b"two")
+            assert r.join(TIMEOUT) == b"two"
+            assert len(calls) == 1  # one read, after the wake-up
+            # Bytes queued before the call are still found: level-triggered readiness.
+            a.sendall(b"three")
+            assert b.recv(100) == b"three"
+            # A full read (more may be waiting) reads first again; MSG_PEEK keeps the bytes.
+            a.sendall(b"four")
+            assert b.recv(2, std_socket.MSG_PEEK) == b"fo"
+            calls.clear()
+            assert b.recv(100) == b"four"
+            assert len(calls) == 1
+
+    run_green(body)

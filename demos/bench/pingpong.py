@@ -1,0 +1,148 @@
+"""Green socket ping-pong: the wait path of blocking-style code, greenloop beside gevent.
+
+    python -m demos.bench.pingpong [--pairs 50] [--rounds 3000] [--repeat 5]
+
+Each of ``pairs`` socket pairs has two threads: one sends 100 bytes and waits for the echo,
+the other receives and echoes, ``rounds`` times. Every message is one blocking ``recv`` that
+parks its thread, one readiness event, one wake-up and one ``sendall``: the path Knot takes
+per request. The same plain blocking code runs on greenloop's green threads and cooperative
+socket and on gevent after ``monkey.patch_all()``; an asyncio Protocol doing the same on
+asyncio's loop and on uvloop is the event-style reference. Each run is a fresh process;
+the table gives the median CPU time per round trip (two messages) and greenloop's ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+RUNNERS = ("greenloop", "gevent", "asyncio", "uvloop")
+
+
+def _side_a(sock: Any, n: int) -> None:
+    for _ in range(n):
+        sock.sendall(b"x" * 100)
+        sock.recv(1000)
+
+
+def _side_b(sock: Any, n: int) -> None:
+    for _ in range(n):
+        sock.sendall(sock.recv(1000))
+
+
+def _threads(spawn: Any, socketpair: Any, pairs: int, rounds: int) -> list[Any]:
+    threads = []
+    for _ in range(pairs):
+        a, b = socketpair()
+        threads += [spawn(_side_a, a, rounds), spawn(_side_b, b, rounds)]
+    return threads
+
+
+def run(runner: str, pairs: int, rounds: int) -> float:
+    """CPU seconds per round trip, in this process."""
+    if runner == "gevent":
+        from gevent import monkey
+
+        monkey.patch_all()
+        import socket
+
+        import gevent
+
+        start = time.process_time()
+        gevent.joinall(_threads(gevent.spawn, socket.socketpair, pairs, rounds))
+    elif runner == "greenloop":
+        import greenloop
+        from greenloop.green import socket as gsocket
+
+        def main() -> None:
+            for gt in _threads(greenloop.spawn, gsocket.socketpair, pairs, rounds):
+                gt.join()
+
+        start = time.process_time()
+        greenloop.spawn(main).join()
+    else:
+        start = time.process_time()
+        _run_protocols(runner, pairs, rounds)
+    return (time.process_time() - start) / (pairs * rounds)
+
+
+def _run_protocols(runner: str, pairs: int, rounds: int) -> None:
+    import asyncio
+    import socket
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            self.transport.write(data)
+
+    class Ping(asyncio.Protocol):
+        def __init__(self, done: asyncio.Future[None]) -> None:
+            self.left, self.done = rounds, done
+
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+            transport.write(b"x" * 100)
+
+        def data_received(self, data: bytes) -> None:
+            self.left -= 1
+            if self.left:
+                self.transport.write(b"x" * 100)
+            elif not self.done.done():
+                self.done.set_result(None)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        waits = []
+        for _ in range(pairs):
+            a, b = socket.socketpair()
+            await loop.connect_accepted_socket(Echo, b)
+            done = loop.create_future()
+            waits.append(done)
+            await loop.connect_accepted_socket(lambda d=done: Ping(d), a)
+        await asyncio.gather(*waits)
+
+    if runner == "uvloop":
+        import uvloop
+
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="python -m demos.bench.pingpong", description=__doc__.splitlines()[0])
+    p.add_argument("--pairs", type=int, default=50)
+    p.add_argument("--rounds", type=int, default=3000)
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--runners", default=",".join(RUNNERS))
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        print(json.dumps(run(args.worker, args.pairs, args.rounds)))
+        return
+    runners = args.runners.split(",")
+    times: dict[str, list[float]] = {r: [] for r in runners}
+    for _ in range(args.repeat):
+        for r in runners:  # interleaved, each in a fresh process
+            cmd = [sys.executable, "-m", "demos.bench.pingpong", "--worker", r]
+            cmd += ["--pairs", str(args.pairs), "--rounds", str(args.rounds)]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            times[r].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    med = {r: statistics.median(v) * 1e6 for r, v in times.items()}
+    print(f"green socket ping-pong, {args.pairs} pairs x {args.rounds} rounds, median of {args.repeat}")
+    print("| runner | µs CPU per round trip | greenloop/runner |")
+    print("|---|---:|---:|")
+    for r in runners:
+        ratio = f"{med['greenloop'] / med[r]:.2f}x" if "greenloop" in med else ""
+        print(f"| {r} | {med[r]:.1f} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -702,8 +702,18 @@ def test_simple_queue_timeout_checks_match_the_stdlib(timeout: Any) -> None:
 
 def test_exports() -> None:
     assert sorted(gthreading.__implements__) == sorted(
-        ["Lock", "RLock", "Condition", "Semaphore", "BoundedSemaphore", "Event", "Barrier"]
-        + ["_allocate_lock", "_CRLock"]  # threading's private lock factories, patched too
+        # The public classes, and threading's private lock factories (patched too).
+        [
+            "Lock",
+            "RLock",
+            "Condition",
+            "Semaphore",
+            "BoundedSemaphore",
+            "Event",
+            "Barrier",
+            "_allocate_lock",
+            "_CRLock",
+        ]
     )
     assert sorted(gqueue.__implements__) == sorted(["Queue", "LifoQueue", "PriorityQueue", "SimpleQueue"])
     for module, names in ((gthreading, gthreading.__all__), (gqueue, gqueue.__all__)):

@@ -1039,6 +1039,29 @@ def test_signal_handler_exception_leaves_a_task_blocked_in_a_patched_call() -> N
     assert "Traceback" not in proc.stderr, proc.stderr
 
 
+def test_ctrl_c_in_a_green_thread_reaches_the_main_code_and_the_loop_goes_on() -> None:
+    code = """
+        import _thread, threading, time
+        for _ in range(3):
+            t = threading.Thread(target=_thread.interrupt_main)  # Ctrl-C, from a thread
+            try:
+                t.start(); t.join()
+            except KeyboardInterrupt:
+                print("interrupted", flush=True)
+            t.join()
+            time.sleep(0.01)  # the loop runs normally afterwards
+        print("ok")
+        """
+    plain = run(code, prelude="import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n")
+    patched = run(
+        code,
+        prelude="import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        + PRELUDE
+        + "monkey.patch_all()\n",
+    )
+    assert plain.stdout == patched.stdout == "interrupted\n" * 3 + "ok\n", (plain, patched)
+
+
 def test_cli_signal_handler_exit_code(tmp_path: Path) -> None:
     app = tmp_path / "app.py"
     app.write_text(

@@ -28,7 +28,7 @@ the program installed.
 from __future__ import annotations
 
 import signal as _signal
-from asyncio import CancelledError, events
+from asyncio import CancelledError, base_events, events
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -37,6 +37,8 @@ from greenlet import GreenletExit
 
 from greenloop import _green
 from greenloop._loop import Loop
+
+_run_until_complete_cb = base_events._run_until_complete_cb  # type: ignore[attr-defined]
 
 __implements__ = ["signal", "getsignal"]
 __all__ = ["getsignal", "raise_out_of_loop", "signal"]
@@ -54,6 +56,13 @@ class _Reraise(events.Handle):
     __slots__ = ()
 
     def _run(self) -> None:
+        # The run_until_complete() that this exception aborts may already have its completion
+        # callback queued (the future it waited on finished in this same iteration). Left in
+        # the queue, it would stop the *next* run_forever() at once ("Event loop stopped
+        # before Future completed"). Runs are never nested, so any such callback is stale.
+        for handle in self._loop._ready:  # type: ignore[attr-defined]
+            if handle._callback is _run_until_complete_cb:
+                handle.cancel()
         raise self._args[0]
 
 

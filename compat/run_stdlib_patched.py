@@ -72,6 +72,16 @@ EXCLUDED: dict[str, str] = {
     # greenloop and gevent alike.
     "test.test_queue.CSimpleQueueTest.test_order": "C _queue.SimpleQueue blocks the OS thread",
     "test.test_queue.CSimpleQueueTest.test_many_threads_timeout": "C _queue.SimpleQueue blocks the OS thread",
+    # 3.13: the readers busy-loop on ``q.get(False)`` / ``except Empty: pass`` until another
+    # thread shuts the queue down: needs preemption.
+    **{
+        f"test.test_queue.{impl}{kind}Test.test_shutdown{how}_all_methods_in_many_threads": (
+            "busy-waits on get(False): needs preemption"
+        )
+        for impl in ("C", "Py")
+        for kind in ("Queue", "LifoQueue", "PriorityQueue")
+        for how in ("", "_immediate")
+    },
     # Busy-waits (``while not started[0]: pass``) for another thread to run: needs preemption,
     # which cooperative threads (greenloop's and gevent's) do not have.
     "test.test_threading.InterruptMainTests.test_can_interrupt_tight_loops": "needs preemption",

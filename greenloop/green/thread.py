@@ -78,6 +78,8 @@ start_new = start_new_thread
 def _report(function: object, exc: BaseException) -> None:
     """What CPython does with an exception escaping a ``_thread`` thread."""
     msg = "Exception ignored in thread started by"
+    # 3.13 names the function in the message and passes no object; earlier versions pass it.
+    err_msg, obj = (f"{msg} {function!r}", None) if sys.version_info >= (3, 13) else (msg, function)
     hook = sys.unraisablehook
     if hook is not sys.__unraisablehook__:
         # A hook the program installed: give it the fields of sys.UnraisableHookArgs (the
@@ -87,12 +89,12 @@ def _report(function: object, exc: BaseException) -> None:
                 exc_type=type(exc),
                 exc_value=exc,
                 exc_traceback=exc.__traceback__,
-                err_msg=msg,
-                object=function,
+                err_msg=err_msg,
+                object=obj,
             )
         )
         return
-    print(f"{msg}: {function!r}", file=sys.stderr)
+    print(f"{msg}: {function!r}" if obj is not None else err_msg, file=sys.stderr)
     traceback.print_exception(exc, file=sys.stderr)
 
 

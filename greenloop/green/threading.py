@@ -364,6 +364,10 @@ class Lock(_Guarded):
     raises RuntimeError. Unlike it, waiters acquire in arrival order.
     """
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # threading.Lock was never subclassable (a function before 3.13, a final type since).
+        raise TypeError("type 'threading.Lock' is not an acceptable base type")
+
     __slots__ = ("__weakref__", "_held")
 
     def __init__(self) -> None:
@@ -502,7 +506,14 @@ class RLock:
 
     __slots__ = ("__weakref__", "_block", "_count", "_owner", "_owner_thread")
 
-    def __init__(self) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if (args or kwargs) and _PY313:
+            # As threading.RLock() does since 3.13 (the arguments were always ignored).
+            warnings.warn(
+                "Passing arguments to RLock is deprecated and will be removed in 3.15",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         self._block = Lock()
         self._owner: object = None
         self._owner_thread = 0  # the owner's OS thread (see _mine())

@@ -422,9 +422,9 @@ def main(argv: list[str] | None = None) -> int:
     for patcher in patchers:
         records = run_all(patcher, args.files, args.timeout, args.jobs)
         totals = summarize(patcher, records)
-        report["runs"][patcher] = {"totals": totals, "files": records}
-    if args.write:
-        print(f"\nwrote {write_report(report)}")
+        report["runs"] = {patcher: {"totals": totals, "files": records}}
+        if args.write:  # after each patcher: an interrupted --patch all keeps what it measured
+            print(f"\nwrote {write_report(report)}")
     return 0
 
 

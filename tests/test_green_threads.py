@@ -573,3 +573,38 @@ def test_priority_can_change_later() -> None:
         await gt
 
     run(main())
+
+
+def test_finished_green_thread_is_not_kept_alive_by_its_pooled_greenlet() -> None:
+    import gc
+    import weakref
+
+    async def main() -> None:
+        gt = greenloop.spawn(lambda: bytearray(1 << 20))
+        await gt
+        ref = weakref.ref(gt)
+        del gt
+        gc.collect()
+        # Its greenlet went back to the pool for the next thread; it must not hold this one.
+        assert ref() is None
+
+    run(main())
+
+
+def test_system_exit_from_a_green_thread_is_not_also_logged_as_unretrieved() -> None:
+    proc = run_script(
+        """
+        import asyncio, greenloop
+        async def main():
+            greenloop.spawn(lambda: (_ for _ in ()).throw(SystemExit(3)))
+            await asyncio.sleep(1)
+        try:
+            greenloop.run(main())
+        except SystemExit as exc:
+            print("exit", exc.code)
+        import gc; gc.collect()
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "exit 3" in proc.stdout
+    assert "never retrieved" not in proc.stderr

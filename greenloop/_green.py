@@ -310,7 +310,11 @@ class GreenThread(asyncio.Future, Generic[_T]):  # type: ignore[type-arg]
         # the stack), so fn runs in it without Context.run: one C-level call fewer on every
         # green thread's stack, which every switch into the thread copies back.
         glet.gr_context = self._context
-        glet.switch(self)
+        # Handed over as an attribute, not as a switch() argument: greenlet keeps the
+        # arguments of a greenlet's first switch for as long as its run function runs, and
+        # a pooled green-thread greenlet's never returns (it would keep its first thread).
+        glet.gt = self  # type: ignore[attr-defined]
+        glet.switch()
 
     def _run(self) -> BaseException | None:
         """Run the function on the current greenlet; returns an exception to re-raise."""
@@ -323,6 +327,7 @@ class GreenThread(asyncio.Future, Generic[_T]):  # type: ignore[type-arg]
             super().cancel("the event loop was closed while this green thread was waiting")
         except (SystemExit, KeyboardInterrupt) as exc:
             self.set_exception(exc)
+            self._log_traceback = False  # re-raised through the hub: it is not lost
             return exc
         except BaseException as exc:
             self.set_exception(exc)
@@ -396,16 +401,20 @@ def _finished() -> None:
     """Stands in for the function of a finished green thread."""
 
 
-def _green_main(gt: GreenThread[Any]) -> None:
-    """Body of every green-thread greenlet: run jobs, then wait in the pool for another."""
+def _green_main() -> None:
+    """Body of every green-thread greenlet: run jobs, then wait in the pool for another.
+
+    ``GreenThread._start`` puts the job in the greenlet's ``gt`` attribute, which is also how
+    ``park()`` and ``current_green_thread()`` tell which green thread is running.
+    """
     me = getcurrent()
     while True:
-        me.gt = gt  # type: ignore[attr-defined]
+        gt: GreenThread[Any] = me.gt  # type: ignore[attr-defined]
         loop: Loop = gt.get_loop()  # type: ignore[assignment]
         reraise = gt._run()
         me.gt = None  # type: ignore[attr-defined]
         me.gr_context = None  # a pooled greenlet must not keep the thread's context alive
-        gt = None  # type: ignore[assignment]
+        del gt
         hub = loop._hub
         if reraise is not None:
             me.parent = hub  # the exception surfaces in the hub, then out of run_forever
@@ -415,7 +424,7 @@ def _green_main(gt: GreenThread[Any]) -> None:
                 me.parent = hub
             return
         loop._green_pool.append(me)
-        gt = hub.switch()
+        hub.switch()  # resumed by the next GreenThread._start that takes us from the pool
 
 
 def _check_priority(priority: Any) -> int:

@@ -584,6 +584,8 @@ def test_finished_green_thread_is_not_kept_alive_by_its_pooled_greenlet() -> Non
         await gt
         ref = weakref.ref(gt)
         del gt
+        # A new step: the one gt woke holds gt in its wake-up handle's arguments until it ends.
+        await asyncio.sleep(0)
         gc.collect()
         # Its greenlet went back to the pool for the next thread; it must not hold this one.
         assert ref() is None

@@ -50,11 +50,17 @@ _names = itertools.count(1)
 _POOL_MAX = 1024
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    """asyncio's running loop of this OS thread, found without asyncio's getpid() call
+    when it is a greenloop loop (see ``_loop._running_loops``)."""
+    return _running_loops.get(_get_ident()) or events._get_running_loop()
+
+
 def _resolve_loop(what: str) -> Loop | None:
     """The loop a blocking-style call on this thread waits on; None means "block for real"."""
     green = _running_loops.get(_get_ident())
     if green is not None:
-        return green
+        return green  # the common case, on every wait: no further call
     loop = events._get_running_loop()
     if loop is not None:
         if not isinstance(loop, Loop):
@@ -135,23 +141,15 @@ def sleep(seconds: float) -> None:
     if loop is None:
         _ORIGINAL_SLEEP(seconds)
         return
-    if loop._hub is None:
-        # Nothing runs the loop: drive it (main greenlet) or explain why that is impossible.
-        waiter = _hub.Waiter(loop)
-        timer = loop.call_later(seconds, waiter.wake)
-        try:
-            wait(waiter, None, "greenloop.sleep()")
-        finally:
-            timer.cancel()
-    elif seconds == 0:
+    if seconds == 0 and loop._hub is not None:
         _hub.yield_now(loop, "greenloop.sleep()")  # no timer, no waiter: straight to the ready queue
-    else:
-        waiter = _hub.Waiter(loop)
-        timer = loop.call_later(seconds, waiter.wake)
-        try:
-            _hub.park(loop, waiter, None, "greenloop.sleep()")
-        finally:
-            timer.cancel()
+        return
+    waiter = _hub.Waiter(loop)
+    timer = loop.call_later(seconds, waiter.wake)
+    try:
+        wait(waiter, None, "greenloop.sleep()")
+    finally:
+        timer.cancel()
 
 
 def _set_result_unless_done(fut: asyncio.Future[Any], value: Any = None) -> None:
@@ -213,7 +211,7 @@ def await_(awaitable: Awaitable[_T], timeout: float | None = None) -> _T:
     A coroutine is run as a task on the loop; cancelling the waiting green thread or task
     cancels that task, as ``await`` would.
     """
-    loop = events._get_running_loop()
+    loop = _running_loop()
     if (
         timeout is None
         and type(awaitable) is _Future
@@ -222,8 +220,6 @@ def await_(awaitable: Awaitable[_T], timeout: float | None = None) -> _T:
     ):
         # The common case, a future of the running loop: nothing to wrap, and no timeout that
         # would have to cancel it (a cancelled green thread or task cancels it, as await does).
-        if loop._hub is not None:
-            return _hub.park(loop, awaitable, None, "greenloop.await_()")  # type: ignore[no-any-return]
         return wait(awaitable, None, "greenloop.await_()")  # type: ignore[no-any-return]
     if loop is None and threading.current_thread() is threading.main_thread():
         loop = main_thread_loop()
@@ -446,7 +442,7 @@ def spawn(
     levels above PRIORITY_DEFAULT run before asyncio's callbacks in each loop iteration;
     levels below run only in iterations where nothing else is ready (they can starve).
     """
-    loop = _running_loops.get(_get_ident()) or events._get_running_loop()
+    loop = _running_loop()
     if loop is None:
         if threading.current_thread() is not threading.main_thread():
             raise RuntimeError(

@@ -153,11 +153,6 @@ class Waiter:
 
     __slots__ = ("_callback", "_done", "_exception", "_loop", "_result")
 
-    # A Waiter can stand in the loop's ready queue itself, in place of a Handle whose
-    # callback would be its wake() (see yield_now): the run loop skips entries whose
-    # ``_cancelled`` is true and calls ``_run()`` on the others.
-    _cancelled = False
-
     def __init__(self, loop: Loop) -> None:
         self._loop = loop
         self._callback: Any = None
@@ -192,9 +187,6 @@ class Waiter:
             self._callback = None
             return 1
         return 0
-
-    def _run(self) -> None:
-        self.wake()
 
     def wake(self, value: Any = None) -> None:
         """Complete (unless done) and, when called on the hub, resume the waiter now.
@@ -235,23 +227,30 @@ class Waiter:
             self._loop.call_soon(callback, self)
 
 
-def _refuse(me: greenlet, hub: greenlet | None, what: str) -> None:
-    """Raise the error for a blocking-style call where nothing may park (no task, no thread)."""
+def _green_thread(me: greenlet, hub: greenlet | None, what: str) -> Any:
+    """The green thread ``me`` runs (None for another greenlet), for a call outside any task.
+
+    Raises where nothing may park, and delivers a cancel() that came while the green thread
+    had nothing to wait on.
+    """
     if me is hub:
         raise BlockingCallError(
             f"{what} was called from a plain event loop callback; it would block the "
             "loop and reorder the callbacks queued after it. Call it from a green thread "
             "(greenloop.spawn) or an asyncio task, or await the async equivalent"
         )
-    raise BlockingCallError(f"{what} needs the event loop to be running")
-
-
-def _check_cancelled_on_resume(gt: Any) -> None:
+    if hub is None:
+        raise BlockingCallError(f"{what} needs the event loop to be running")
+    gt = getattr(me, "gt", None)
     if gt is not None and gt._gl_must_cancel:
-        # cancel() came after the wait was over but before this green thread resumed:
-        # raise here, as asyncio raises at the await a task resumes from.
-        gt._gl_must_cancel = False
-        raise asyncio.CancelledError(gt._gl_cancel_msg)
+        _deliver_cancel(gt)
+    return gt
+
+
+def _deliver_cancel(gt: Any) -> None:
+    """Raise the CancelledError that ``gt.cancel()`` left for the thread's next blocking point."""
+    gt._gl_must_cancel = False
+    raise asyncio.CancelledError(gt._gl_cancel_msg)
 
 
 def park(
@@ -268,13 +267,8 @@ def park(
     hub = loop._hub
     task = _current_tasks.get(loop)
     if task is None:
-        if me is hub or hub is None:
-            _refuse(me, hub, what)
-        gt = getattr(me, "gt", None)
+        gt = _green_thread(me, hub, what)
         if gt is not None:
-            if gt._gl_must_cancel:  # cancel() came while it had nothing to wait on
-                gt._gl_must_cancel = False
-                raise asyncio.CancelledError(gt._gl_cancel_msg)
             priority = gt._priority
             wake = _Wake(me) if not priority else _PriorityWake(me, loop, priority)
             gt._gl_waiter = fut
@@ -293,16 +287,7 @@ def park(
     timer = loop.call_later(timeout, wake, _TIMED_OUT) if timeout is not None else None
     loop._parked[me] = owner
     try:
-        if task is None:
-            got = hub.switch()  # type: ignore[union-attr]
-        elif me is not hub:  # a task step that blocked before: on an ex-hub, just switch
-            _leave_task(loop, task)
-            try:
-                got = hub.switch()  # type: ignore[union-attr]
-            finally:
-                _enter_task(loop, task)
-        else:
-            got = _switch_away(loop, me, hub, task)
+        got = hub.switch() if task is None else _switch_away(loop, me, hub, task)  # type: ignore[union-attr]
     finally:
         del loop._parked[me]
         if owner is not None:
@@ -319,8 +304,10 @@ def park(
         result = fut._result
     else:
         result = fut.result()
-    if gt is not None:
-        _check_cancelled_on_resume(gt)
+    if gt is not None and gt._gl_must_cancel:
+        # cancel() came after the wait was over but before this green thread resumed:
+        # raise here, as asyncio raises at the await a task resumes from.
+        _deliver_cancel(gt)
     return result
 
 
@@ -386,12 +373,7 @@ def yield_now(loop: Loop, what: str) -> None:
     task = _current_tasks.get(loop)
     entry = _Yield(me)
     if task is None:
-        if me is hub or hub is None:
-            _refuse(me, hub, what)
-        gt = getattr(me, "gt", None)
-        if gt is not None and gt._gl_must_cancel:  # cancel() came while it had nothing to wait on
-            gt._gl_must_cancel = False
-            raise asyncio.CancelledError(gt._gl_cancel_msg)
+        gt = _green_thread(me, hub, what)
         owner: Any = gt
         priority = 0 if gt is None else gt._priority
     else:
@@ -407,10 +389,7 @@ def yield_now(loop: Loop, what: str) -> None:
         owner._gl_waiter = entry
     loop._parked[me] = owner
     try:
-        if task is None:
-            hub.switch()  # type: ignore[union-attr]
-        else:
-            _switch_away(loop, me, hub, task)
+        hub.switch() if task is None else _switch_away(loop, me, hub, task)  # type: ignore[union-attr]
     finally:
         del loop._parked[me]
         if owner is not None:
@@ -418,8 +397,8 @@ def yield_now(loop: Loop, what: str) -> None:
         entry.glet = None
     if entry.cancelled:
         raise asyncio.CancelledError(entry.cancel_msg)
-    if gt is not None:
-        _check_cancelled_on_resume(gt)
+    if gt is not None and gt._gl_must_cancel:
+        _deliver_cancel(gt)
 
 
 def unwind_parked(loop: Loop) -> None:

@@ -40,12 +40,12 @@ from ._poller import _EpollSelector, default_selector
 _NOT_EPOLLIN = ~getattr(select, "EPOLLIN", 0)
 _NOT_EPOLLOUT = ~getattr(select, "EPOLLOUT", 0)
 _EVENT_READ = selectors.EVENT_READ
+_EVENT_WRITE = selectors.EVENT_WRITE
 # Events taken per epoll_wait. selectors asks for one slot per registered fd, so every poll
 # allocates (and the kernel fills) a buffer of 12 bytes per fd: 196 KiB at 16,384 connections.
 # Level-triggered epoll reports the rest at the next poll, one iteration later (libuv and
 # libev also use a bounded buffer).
 _MAX_EVENTS = 1024
-_EVENT_WRITE = selectors.EVENT_WRITE
 
 _T = TypeVar("_T")
 

@@ -37,11 +37,10 @@ class _EpollSelector(selectors.EpollSelector):
 
     def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         key = self.get_key(fileobj)
-        if events != key.events or not _rearms_own_registration(key.data, data):
-            try:
-                self._selector.modify(key.fd, _epoll_mask(events))
-            except FileNotFoundError:
-                return self._reused(key, events, data)
+        try:
+            self._selector.modify(key.fd, _epoll_mask(events))
+        except FileNotFoundError:
+            return self._reused(key, events, data)
         key = key._replace(events=events, data=data)
         self._fd_to_key[key.fd] = key
         return key
@@ -74,18 +73,6 @@ class _EpollSelector(selectors.EpollSelector):
         for key in self._fd_to_key.values():
             self._selector.register(key.fd, _epoll_mask(key.events))
         old.close()
-
-
-def _rearms_own_registration(old: Any, new: Any) -> bool:
-    """True when only cancelled handles are replaced and the mask stays: no syscall needed.
-
-    The cooperative socket keeps its fd registered between waits and disarms it by cancelling
-    its handle; re-arming swaps in a new handle. It unregisters before closing, so a cancelled
-    handle never belongs to a closed file. A *live* handle being replaced may: verify then.
-    """
-    if not (isinstance(old, tuple) and isinstance(new, tuple) and len(old) == len(new) == 2):
-        return False
-    return all(o is n or o is None or o.cancelled() for o, n in zip(old, new, strict=True))
 
 
 def _epoll_mask(events: int) -> int:

@@ -240,12 +240,24 @@ def test_timeout_and_wait_for_interrupt_a_blocking_call_in_a_task() -> None:
     run(main())
 
 
-def test_task_cancel_reaches_blocking_point_and_finally_runs() -> None:
+def _sleep_long() -> None:
+    greenloop.sleep(10)
+
+
+def _spin_on_sleep0() -> None:
+    # sleep(0) waits for nothing but the next turn of the loop: cancel() must still raise at
+    # it, or a polling loop could never be stopped.
+    while True:
+        greenloop.sleep(0)
+
+
+@pytest.mark.parametrize("block", [_sleep_long, _spin_on_sleep0], ids=["sleep", "sleep0-spin"])
+def test_task_cancel_reaches_blocking_point_and_finally_runs(block: Any) -> None:
     events: list[str] = []
 
     async def victim() -> None:
         try:
-            greenloop.sleep(10)
+            block()
         finally:
             events.append("finally")
 
@@ -256,14 +268,18 @@ def test_task_cancel_reaches_blocking_point_and_finally_runs() -> None:
         with pytest.raises(asyncio.CancelledError):
             await t
         assert t.cancelled()
+        # asyncio.timeout() cancels the task at the blocking call and turns it into TimeoutError.
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.02):
+                await victim()
+        current = asyncio.current_task()
+        assert current is not None and current.cancelling() == 0
 
     run(main())
-    assert events == ["finally"]
+    assert events == ["finally", "finally"]
 
 
 def test_cancel_reaches_a_green_thread_spinning_on_sleep0() -> None:
-    # sleep(0) never waits for anything but the next turn of the loop: cancel() must still
-    # raise at it, or a polling loop could never be stopped.
     spins: list[int] = []
 
     def spinner() -> None:
@@ -285,34 +301,6 @@ def test_cancel_reaches_a_green_thread_spinning_on_sleep0() -> None:
 
     run(main())
     assert len(spins) == 1 and spins[0] > 0
-
-
-def test_task_spinning_on_blocking_sleep0_is_cancelled_and_timed_out() -> None:
-    events: list[str] = []
-
-    async def spinner() -> None:
-        try:
-            while True:
-                greenloop.sleep(0)
-        finally:
-            events.append("finally")
-
-    async def main() -> None:
-        t = asyncio.create_task(spinner())
-        await asyncio.sleep(0.01)
-        assert t.cancel("bye")
-        with pytest.raises(asyncio.CancelledError):
-            await t
-        assert t.cancelled()
-        # asyncio.timeout() cancels the task at the sleep(0) and turns it into TimeoutError.
-        with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.02):
-                await spinner()
-        current = asyncio.current_task()
-        assert current is not None and current.cancelling() == 0
-
-    run(main())
-    assert events == ["finally", "finally"]
 
 
 def test_sleep0_yields_to_the_threads_of_its_own_priority() -> None:

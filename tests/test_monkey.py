@@ -1171,26 +1171,16 @@ print("ok")
 def test_cli_file_io_opt_in_from_the_environment(tmp_path: Path) -> None:
     app = tmp_path / "app.py"
     app.write_text("from greenloop.green import os\nprint(os.file_io_offloaded())\n")
-    env = dict(os.environ, GREENLOOP_FILE_IO="1")
-    proc = subprocess.run(
-        [sys.executable, "-m", "greenloop", str(app)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=30,
-        check=False,
-    )
-    assert proc.stdout == "True\n", proc
-    env["GREENLOOP_FILE_IO"] = "0"
-    proc = subprocess.run(
-        [sys.executable, "-m", "greenloop", str(app)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=30,
-        check=False,
-    )
-    assert proc.stdout == "False\n", proc
+    for setting, offloaded in (("1", "True"), ("0", "False")):
+        proc = subprocess.run(
+            [sys.executable, "-m", "greenloop", str(app)],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, GREENLOOP_FILE_IO=setting),
+            timeout=30,
+            check=False,
+        )
+        assert proc.stdout == f"{offloaded}\n", proc
 
 
 def test_patch_all_while_real_threads_run() -> None:

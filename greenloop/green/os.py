@@ -26,6 +26,7 @@ On an OS thread without a greenloop loop every function is the original.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os as _os
 import select as _select
 import stat as _stat
@@ -130,15 +131,9 @@ def run_in_os_thread(fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
     loop callback, interpreter shutdown) ``fn`` is simply called here. Cancelling the waiting
     green thread or task does not stop ``fn``: it runs to completion on its OS thread.
     """
-    loop = _waiting_loop("run_in_os_thread()")
-    if loop is None:
-        return fn(*args, **kwargs)
     if kwargs:
-        fut = loop.run_in_executor(None, lambda: fn(*args, **kwargs))
-    else:
-        fut = loop.run_in_executor(None, fn, *args)
-    result: _T = _green.wait(fut, None, "run_in_os_thread()")
-    return result
+        return _offloaded("run_in_os_thread()", functools.partial(fn, *args, **kwargs))
+    return _offloaded("run_in_os_thread()", fn, *args)
 
 
 def _waiting_loop(what: str) -> Any:
@@ -167,12 +162,18 @@ def _is_file(fd: int) -> bool:
     return _stat.S_ISREG(mode) or _stat.S_ISBLK(mode)
 
 
+def _offloaded(what: str, fn: Callable[..., _T], *args: Any) -> _T:
+    """``fn(*args)`` on a real OS thread while only the caller waits, where it can wait."""
+    loop = _waiting_loop(what)
+    if loop is None:
+        return fn(*args)
+    result: _T = _green.wait(loop.run_in_executor(None, fn, *args), None, what)
+    return result
+
+
 def _file_call(what: str, fn: Callable[..., _T], fd: int, *args: Any) -> _T:
     if _offload_files and _is_file(fd):
-        loop = _waiting_loop(what)
-        if loop is not None:
-            result: _T = _green.wait(loop.run_in_executor(None, fn, fd, *args), None, what)
-            return result
+        return _offloaded(what, fn, fd, *args)
     return fn(fd, *args)
 
 
@@ -189,21 +190,17 @@ def pwrite(fd: int, data: bytes, offset: int, /) -> int:
 def fsync(fd: Any, /) -> None:
     """Flush a file to disk; on a real OS thread if file I/O is offloaded."""
     if _offload_files:
-        loop = _waiting_loop("os.fsync()")
-        if loop is not None:
-            _green.wait(loop.run_in_executor(None, _orig_fsync, fd), None, "os.fsync()")
-            return
-    _orig_fsync(fd)
+        _offloaded("os.fsync()", _orig_fsync, fd)
+    else:
+        _orig_fsync(fd)
 
 
 def fdatasync(fd: Any, /) -> None:
     """Flush a file's data to disk; on a real OS thread if file I/O is offloaded."""
     if _offload_files:
-        loop = _waiting_loop("os.fdatasync()")
-        if loop is not None:
-            _green.wait(loop.run_in_executor(None, _orig_fdatasync, fd), None, "os.fdatasync()")
-            return
-    _orig_fdatasync(fd)
+        _offloaded("os.fdatasync()", _orig_fdatasync, fd)
+    else:
+        _orig_fdatasync(fd)
 
 
 # -- pipes and other pollable fds --------------------------------------------------------------

@@ -85,11 +85,10 @@ from collections.abc import Callable, Iterable
 from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from .. import _hub
 from .._green import _resolve_loop, wait
 from .._green import sleep as _sleep
 from .._hub import Waiter
-from .._hub import park as _park
-from .._loop import _running_loops
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
@@ -212,12 +211,8 @@ class _Waiter:
         fut = self.fut
         if fut is None:
             self.disarm()  # ready while nobody waits: leave the epoll set until the next wait
-        elif not fut._done:  # fut.wake(), inlined: we run on the hub, from the ready queue
-            fut._done = True
-            callback = fut._callback
-            if callback is not None:
-                fut._callback = None
-                callback(fut)
+        else:
+            fut.wake()
 
     def registered(self) -> bool:
         """Are we the selector's live entry for this fd and direction?"""
@@ -232,30 +227,27 @@ class _Waiter:
         loop._check_closed()
         selector: Any = loop._selector  # type: ignore[attr-defined]
         key = selector._fd_to_key.get(fd)
-        if key is None:
-            selector.register(fd, _WRITE if write else _READ, (None, self) if write else (self, None))
-        else:
-            current = key.data[write]
-            if current is not None and not current.cancelled():
+        current = None if key is None else key.data[write]
+        if current is not None:
+            if not current.cancelled():
                 raise RuntimeError(
                     f"{what}: fd {fd} is already being waited on for "
                     f"{'writing' if write else 'reading'} by another green thread, task or "
                     "reader callback; only one waiter per fd and direction is supported"
                 )
-            if current is not None:
-                # Someone else's finished registration, maybe for a closed file that had this
-                # number: register afresh so that the epoll set surely holds *this* file.
-                if write:
-                    loop._remove_writer(fd)  # type: ignore[attr-defined]
-                else:
-                    loop._remove_reader(fd)  # type: ignore[attr-defined]
-                key = selector._fd_to_key.get(fd)
-            if key is None:
-                selector.register(fd, _WRITE if write else _READ, (None, self) if write else (self, None))
+            # Someone else's finished registration, maybe for a closed file that had this
+            # number: register afresh so that the epoll set surely holds *this* file.
+            if write:
+                loop._remove_writer(fd)  # type: ignore[attr-defined]
             else:
-                reader, writer = key.data
-                data = (reader, self) if write else (self, writer)
-                selector.modify(fd, key.events | (_WRITE if write else _READ), data)
+                loop._remove_reader(fd)  # type: ignore[attr-defined]
+            key = selector._fd_to_key.get(fd)
+        if key is None:
+            selector.register(fd, _WRITE if write else _READ, (None, self) if write else (self, None))
+        else:
+            reader, writer = key.data
+            data = (reader, self) if write else (self, writer)
+            selector.modify(fd, key.events | (_WRITE if write else _READ), data)
         self._cancelled = False
 
     def disarm(self) -> None:
@@ -404,7 +396,7 @@ class socket(_StdSocket):
     def _gl_retry(self, op: Callable[..., _T], args: tuple[Any, ...], write: bool, what: str) -> _T:
         """The slow path: ``op(self, *args)`` would block; wait and retry until the timeout."""
         timeout = self._gl_timeout
-        loop = _running_loops.get(_get_ident()) or _resolve_loop(what)
+        loop = _resolve_loop(what)
         if timeout is None and loop is not None:
             while True:  # the common case, kept to the fewest calls: no deadline, on a loop
                 self._gl_park(loop, write, None, what)
@@ -452,21 +444,16 @@ class socket(_StdSocket):
                 f"{'write to' if write else 'read from'} this socket (fd {fd}); only one waiter "
                 "per socket and direction is supported"
             )
-        # waiter.registered() and fut._reset(), inlined: this is every wait's path.
-        if waiter._cancelled:
+        if not waiter.registered():
             waiter.register(what)
-        else:
-            key = loop._selector._fd_to_key.get(fd)  # type: ignore[attr-defined]
-            if key is None or key.data[write] is not waiter:
-                waiter.register(what)
-        fut = waiter.fut = waiter.spare
+        fut = waiter.fut = waiter.spare  # reused: make it a fresh one-shot Waiter again
         fut._done = False
         fut._result = fut._exception = None
         try:
-            if loop._hub is not None:
-                _park(loop, fut, timeout, what)
-            else:  # the main greenlet drives the loop, or gets the error that explains why not
-                wait(fut, timeout, what)
+            if loop._hub is None:
+                wait(fut, timeout, what)  # drives the loop (main greenlet) or says why it can't
+            else:
+                _hub.park(loop, fut, timeout, what)  # wait() would look up the loop we know
         except TimeoutError:
             raise TimeoutError("timed out") from None
         finally:
@@ -520,36 +507,29 @@ class socket(_StdSocket):
 
     # -- receiving ----------------------------------------------------------------------
 
-    def recv(self, bufsize: int, flags: int = 0, /) -> bytes:
+    def _gl_read(self, op: Callable[..., _T], args: tuple[Any, ...], what: str) -> _T:
+        """``recv``/``recv_into``: read first, or wait first after a short read (see "Waiting
+        first" above): then the read would almost surely fail with EAGAIN."""
         state = self._gl_io
         if state is not None and state.drained and not state.rwait._cancelled and self._gl_timeout != 0.0:
-            # Our last read emptied the socket and our registration is armed: wait first (see
-            # "Waiting first" above); the recv would almost surely fail with EAGAIN.
-            data = self._gl_retry(_recv, (bufsize, flags), False, "socket.recv()")
-        else:
-            try:
-                data = _recv(self, bufsize, flags)
-            except (BlockingIOError, InterruptedError):
-                if self._gl_timeout == 0.0:
-                    raise
-                data = self._gl_retry(_recv, (bufsize, flags), False, "socket.recv()")
-            state = self._gl_io
+            return self._gl_retry(op, args, False, what)
+        try:
+            return op(self, *args)
+        except (BlockingIOError, InterruptedError):
+            if self._gl_timeout == 0.0:
+                raise
+        return self._gl_retry(op, args, False, what)
+
+    def recv(self, bufsize: int, flags: int = 0, /) -> bytes:
+        data = self._gl_read(_recv, (bufsize, flags), "socket.recv()")
+        state = self._gl_io
         if state is not None:
             state.drained = len(data) < bufsize
         return data
 
     def recv_into(self, buffer: WriteableBuffer, nbytes: int = 0, flags: int = 0) -> int:
+        n = self._gl_read(_recv_into, (buffer, nbytes, flags), "socket.recv_into()")
         state = self._gl_io
-        if state is not None and state.drained and not state.rwait._cancelled and self._gl_timeout != 0.0:
-            n = self._gl_retry(_recv_into, (buffer, nbytes, flags), False, "socket.recv_into()")
-        else:
-            try:
-                n = _recv_into(self, buffer, nbytes, flags)
-            except (BlockingIOError, InterruptedError):
-                if self._gl_timeout == 0.0:
-                    raise
-                n = self._gl_retry(_recv_into, (buffer, nbytes, flags), False, "socket.recv_into()")
-            state = self._gl_io
         if state is not None:
             state.drained = n < (nbytes or len(buffer))  # type: ignore[arg-type]
         return n

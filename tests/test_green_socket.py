@@ -16,6 +16,7 @@ import io
 import os
 import socket as std_socket
 import ssl
+import sys
 import threading
 import time
 import warnings
@@ -1288,3 +1289,170 @@ def test_read_after_a_short_read_waits_first_without_losing_data(monkeypatch: py
             assert len(calls) == 1
 
     run_green(body)
+
+
+# -- the stdlib's edge cases (test_socket under patch_all() checks the same) --------------------
+
+
+def _error(fn: Callable[[], Any]) -> tuple[type[BaseException], str] | None:
+    try:
+        fn()
+    except Exception as exc:
+        return type(exc), str(exc)
+    return None
+
+
+def test_argument_errors_match_stdlib() -> None:
+    """Wrong arguments raise the stdlib's exceptions, messages included."""
+
+    def outcomes(mod: Any) -> list[Any]:
+        with mod.socket(std_socket.AF_INET, std_socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            addr = s.getsockname()
+            calls: list[Callable[[], Any]] = [
+                lambda: s.sendto(b"x"),
+                lambda: s.sendto(b"x", 0, addr, 4),
+                s.sendto,
+                lambda: s.sendto("\u2620", addr),
+                lambda: s.sendto(5j, 0, addr),
+                lambda: s.sendto(b"x", None),
+                lambda: s.sendto(b"x", "bar", addr),
+                lambda: s.setblocking(1.5),  # TypeError on 3.11 (a C long), fine from 3.12
+                lambda: s.setblocking(2**64),
+                lambda: s.setblocking(None),
+                lambda: mod.getnameinfo("not a tuple", 0),
+                lambda: mod.getnameinfo(("127.0.0.1", 80), "0"),
+            ]
+            return [_error(call) for call in calls]
+
+    expected = outcomes(std_socket)
+    assert outcomes(gsocket) == expected
+    assert run_green(lambda: outcomes(gsocket)) == expected
+
+
+def test_getnameinfo_type_error_keeps_no_reference_to_its_argument() -> None:
+    arg = "a string nobody else holds" + str(os.getpid())
+
+    def refcount_after_error() -> int:
+        before = sys.getrefcount(arg)
+        try:
+            gsocket.getnameinfo(arg, 0)  # type: ignore[arg-type]
+        except TypeError:
+            return sys.getrefcount(arg) - before
+        raise AssertionError("no TypeError")
+
+    assert run_green(refcount_after_error) == 0
+
+
+def test_setblocking_and_settimeout_on_an_fd_closed_behind_the_socket(impl: Impl) -> None:
+    mod = impl.mod
+
+    def body() -> None:
+        owner = mod.socket()
+        sock = mod.socket(std_socket.AF_INET, std_socket.SOCK_STREAM, 0, owner.fileno())
+        owner.close()
+        try:
+            with pytest.raises(OSError) as info:
+                sock.setblocking(False)
+            assert info.value.errno == errno.EBADF
+            with pytest.raises(OSError):
+                sock.setblocking(True)
+            with pytest.raises(OSError):
+                sock.settimeout(None)
+            with pytest.raises(OSError):
+                sock.settimeout(1.0)
+        finally:
+            sock.detach()  # never fails, even on the dead fd
+
+    impl.run(body)
+
+
+def test_msg_dontwait_raises_instead_of_waiting(impl: Impl) -> None:
+    """A blocking socket given MSG_DONTWAIT raises BlockingIOError instead of waiting."""
+    mod = impl.mod
+    dontwait = std_socket.MSG_DONTWAIT
+
+    def body() -> None:
+        a, b = mod.socketpair()
+        with a, b:
+            assert b.gettimeout() is None
+            for call in (
+                lambda: b.recv(10, dontwait),
+                lambda: b.recv_into(bytearray(10), 10, dontwait),
+                lambda: b.recvfrom(10, dontwait),
+                lambda: b.recvfrom_into(bytearray(10), 10, dontwait),
+                lambda: b.recvmsg(10, 0, dontwait),
+                lambda: b.recvmsg_into([bytearray(10)], 0, dontwait),
+            ):
+                with pytest.raises(BlockingIOError):
+                    call()
+            # After a short read that waited (greenloop then waits first on the next recv).
+            writer = impl.spawn(lambda: (impl.sleep(0.05), a.sendall(b"x")))
+            assert b.recv(10) == b"x"
+            writer.join()
+            with pytest.raises(BlockingIOError):
+                b.recv(10, dontwait)
+            with pytest.raises(BlockingIOError):
+                b.recv_into(bytearray(10), 0, dontwait)
+            a.sendall(b"yz")
+            assert b.recv(10, dontwait) == b"yz"
+            # Sending until the buffers are full: the call that would block raises.
+            for send in (
+                lambda: a.send(b"a" * 65536, dontwait),
+                lambda: a.sendall(b"a" * 65536, dontwait),
+                lambda: a.sendmsg([b"a" * 65536], [], dontwait),
+            ):
+                with pytest.raises(BlockingIOError):
+                    for _ in range(10000):
+                        send()
+        with mod.socket(std_socket.AF_INET, std_socket.SOCK_DGRAM) as u:
+            u.bind(("127.0.0.1", 0))
+            with pytest.raises(BlockingIOError):
+                u.recv(10, dontwait)
+
+    impl.run(body)
+
+
+def test_dns_threads_are_greenloops_own() -> None:
+    """Lookups run on greenloop's resolver threads, which thread counts do not include."""
+    from greenloop.green import _realthreads
+    from greenloop.green import thread as gthread
+
+    def body() -> list[str]:
+        # A host name, not a number: this one goes to a resolver thread.
+        return [info[4][0] for info in gsocket.getaddrinfo("localhost", 80, std_socket.AF_INET)]
+
+    before = gthread._count()
+    dangling = set(threading._dangling)  # type: ignore[attr-defined]
+    assert "127.0.0.1" in run_green(body)
+    assert _realthreads.internal_threads_alive() >= 1
+    assert gthread._count() == before
+    assert set(threading._dangling) <= dangling  # type: ignore[attr-defined]
+    names = {t.name for t in threading.enumerate()}
+    assert any(name.startswith("greenloop-resolver") for name in names)
+
+
+def test_create_connection_uses_the_socket_class_of_the_module() -> None:
+    """As the stdlib's: ``socket.socket`` is looked up at each call (test_socket mocks it)."""
+    srv = _tcp_server(gsocket)
+    port = srv.getsockname()[1]
+
+    def connect() -> None:
+        # Unpatched: the stdlib module has its own class, and green sockets are made anyway.
+        with gsocket.create_connection(("127.0.0.1", port)) as conn:
+            assert type(conn) is gsocket.socket
+
+    run_green(connect)
+    srv.close()  # nobody listens on the port now
+
+    class TimingOut(gsocket.socket):
+        def connect(self, address: Any, /) -> None:
+            raise TimeoutError("timed out")
+
+    original = std_socket.socket
+    std_socket.socket = TimingOut  # type: ignore[misc]
+    try:
+        with pytest.raises(TimeoutError):
+            gsocket.create_connection(("127.0.0.1", port))
+    finally:
+        std_socket.socket = original  # type: ignore[misc]

@@ -20,12 +20,19 @@ from __future__ import annotations
 import concurrent.futures
 import concurrent.futures.thread as _thread_pool
 import importlib.util
+import os
 import sys
 import types
 from concurrent.futures import _base
 from typing import Any
 
-__all__ = ["RealThreadPoolExecutor", "install_default_executor", "threading"]
+__all__ = [
+    "RealThreadPoolExecutor",
+    "install_default_executor",
+    "internal_executor",
+    "internal_threads_alive",
+    "threading",
+]
 
 
 def _original(name: str) -> types.ModuleType:
@@ -164,3 +171,47 @@ def install_default_executor() -> None:
     package.futures = futures  # type: ignore[attr-defined]
     package.__greenloop_original__ = True  # type: ignore[attr-defined]
     base_events.concurrent = package  # type: ignore[attr-defined]
+
+
+# -- greenloop's own OS threads ------------------------------------------------------------------
+
+# The green socket's DNS lookups run here, not on the loop's default executor. The stdlib
+# resolves in the calling thread, so a program never sees a resolver thread: these are not
+# counted by the patched ``_thread._count()`` (test.support's thread-leak checks compare it
+# before and after a test) nor kept in ``threading._dangling``, and ``set_default_executor``
+# (the program's own pool) is not used up by lookups it did not ask to offload.
+_internal_pool: RealThreadPoolExecutor | None = None
+
+
+def _hide_worker() -> None:
+    threading._dangling.discard(threading.current_thread())  # type: ignore[attr-defined]
+
+
+def internal_executor() -> RealThreadPoolExecutor:
+    """The process's pool of greenloop-internal OS threads (created at first use)."""
+    global _internal_pool
+    pool = _internal_pool
+    if pool is None:
+        pool = _internal_pool = RealThreadPoolExecutor(
+            thread_name_prefix="greenloop-resolver", initializer=_hide_worker
+        )
+    return pool
+
+
+def internal_threads_alive() -> int:
+    """How many of greenloop's internal OS threads are running."""
+    pool = _internal_pool
+    if pool is None:
+        return 0
+    return sum(1 for t in list(pool._threads) if t.is_alive())  # type: ignore[attr-defined]
+
+
+def _forget_internal_pool() -> None:
+    # A forked child has none of the parent's threads: the pool's bookkeeping (idle
+    # semaphore, thread set) would make submit() wait for workers that do not exist.
+    global _internal_pool
+    _internal_pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_internal_pool)

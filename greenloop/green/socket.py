@@ -59,9 +59,17 @@ green thread reading a socket that another one is waiting to read gets a Runtime
 ``close()`` wakes any waiter; it retries its syscall on the closed socket and gets the
 stdlib's ``OSError(EBADF)``. ``shutdown()`` needs no help: the kernel reports the fd ready.
 
-The DNS functions run the stdlib's originals on the loop's executor (real OS threads), so a
-slow resolver never stalls the loop; numeric addresses, which need no resolver, are answered
-in place. On a foreign OS thread every function here is the blocking original.
+The DNS functions run the stdlib's originals on greenloop's resolver threads (real OS
+threads, not the loop's default executor: see ``_realthreads.internal_executor``), so a slow
+resolver never stalls the loop; numeric addresses, which need no resolver, and arguments of
+the wrong type are handled in place. On a foreign OS thread every function here is the
+blocking original.
+
+Where the stdlib is the spec, the edge cases are taken care of off the fast path: argument
+errors come from the C methods themselves, ``MSG_DONTWAIT`` makes a call raise instead of
+wait (checked only once the syscall has said EAGAIN), ``setblocking()`` raises on an invalid
+fd. One difference is by design: the fd itself is always non-blocking, so ``fcntl(F_GETFL)``
+shows ``O_NONBLOCK`` on a socket the program made blocking (gevent's sockets do the same).
 
 Private names relied on (guarded by the 3.11/3.12/3.13 test matrix): ``Loop._selector`` and
 its ``_fd_to_key`` map (whose data is asyncio's ``(reader, writer)`` handle pair),
@@ -80,8 +88,12 @@ import os as _os
 import select as _select
 import selectors as _selectors
 import socket as _stdsocket
+import struct as _struct
+import sys as _sys
 import threading as _threading
+from asyncio import wrap_future as _wrap_future
 from collections.abc import Callable, Iterable
+from operator import index as _index
 from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -145,6 +157,9 @@ _getdefaulttimeout = _socket.getdefaulttimeout
 _AF_INET = _socket.AF_INET
 _AF_INET6 = _socket.AF_INET6
 _SOCK_STREAM = _socket.SOCK_STREAM
+# A per-call "do not wait" (Linux, BSDs): such a call raises BlockingIOError like a
+# non-blocking socket's, whatever the socket's timeout.
+_MSG_DONTWAIT: int = getattr(_socket, "MSG_DONTWAIT", 0)
 
 # The C methods, called directly: with the C-level timeout at 0 they never block.
 _recv = _csock.recv
@@ -162,7 +177,19 @@ _gettimeout = _csock.gettimeout
 _setblocking = _csock.setblocking
 _csock_del: Callable[[_csock], None] = getattr(_csock, "__del__")  # noqa: B009  (untyped slot)
 
-_MISSING = object()
+# 3.11's setblocking() reads its flag as a C long (TypeError for a float, OverflowError past
+# LONG_MAX); from 3.12 on it takes any object's truth value.
+_SETBLOCKING_TAKES_LONG = _sys.version_info < (3, 12)
+_LONG_MAX = 2 ** (8 * _struct.calcsize("l") - 1) - 1
+
+
+def _as_c_long(value: Any) -> int:
+    number = _index(value)  # the same TypeError message as C's PyLong_AsLong
+    if not -_LONG_MAX - 1 <= number <= _LONG_MAX:
+        raise OverflowError("Python int too large to convert to C long")
+    return number
+
+
 _READ = _selectors.EVENT_READ
 _WRITE = _selectors.EVENT_WRITE
 # How long close() on a foreign OS thread waits for the loop to drop the fd (see _release).
@@ -366,22 +393,25 @@ class socket(_StdSocket):
     # -- timeouts: what the user set, not what the fd is ----------------------------------
 
     def settimeout(self, value: float | None, /) -> None:
-        if value is not None or _fileno(self) < 0:
+        if value is not None:
             # Let C validate and normalise the value exactly as the stdlib does (TypeError,
-            # "Timeout value out of range", rounding; EBADF on a closed socket), then put the
-            # C level back to non-blocking.
+            # "Timeout value out of range", rounding), then put the C level back to
+            # non-blocking.
             _settimeout(self, value)
             value = _gettimeout(self)
-            _settimeout(self, 0.0)
+        # On the fd (already non-blocking) this changes nothing, but it raises what the
+        # stdlib's fcntl raises: EBADF on a closed socket or an fd closed behind its back.
+        _settimeout(self, 0.0)
         self._gl_timeout = value
 
     def gettimeout(self) -> float | None:
         return self._gl_timeout
 
     def setblocking(self, flag: bool, /) -> None:
+        if _SETBLOCKING_TAKES_LONG:
+            flag = _as_c_long(flag)  # type: ignore[assignment]
         timeout = None if flag else 0.0
-        if _fileno(self) < 0:
-            _setblocking(self, flag)  # raises EBADF, as the stdlib does
+        _setblocking(self, False)  # no change to the fd; EBADF as above
         self._gl_timeout = timeout
 
     def getblocking(self) -> bool:
@@ -502,7 +532,10 @@ class socket(_StdSocket):
         if _fileno(self) >= 0:
             # Hand the fd over in the blocking mode the user set, as the stdlib socket would
             # (a child process given this fd must not find it non-blocking).
-            _settimeout(self, self._gl_timeout)
+            try:
+                _settimeout(self, self._gl_timeout)
+            except OSError:
+                pass  # the fd was closed behind the socket's back: detach() never fails
         return super().detach()
 
     # -- receiving ----------------------------------------------------------------------
@@ -511,12 +544,20 @@ class socket(_StdSocket):
         """``recv``/``recv_into``: read first, or wait first after a short read (see "Waiting
         first" above): then the read would almost surely fail with EAGAIN."""
         state = self._gl_io
-        if state is not None and state.drained and not state.rwait._cancelled and self._gl_timeout != 0.0:
+        # The last test (no flags: not MSG_DONTWAIT, nor a bad value) is reached only when
+        # about to wait anyway; with flags, read first as the stdlib does.
+        if (
+            state is not None
+            and state.drained
+            and not state.rwait._cancelled
+            and self._gl_timeout != 0.0
+            and not args[-1]
+        ):
             return self._gl_retry(op, args, False, what)
         try:
             return op(self, *args)
         except (BlockingIOError, InterruptedError):
-            if self._gl_timeout == 0.0:
+            if self._gl_timeout == 0.0 or args[-1] & _MSG_DONTWAIT:  # flags: last argument
                 raise
         return self._gl_retry(op, args, False, what)
 
@@ -538,7 +579,7 @@ class socket(_StdSocket):
         try:
             return _recvfrom(self, bufsize, flags)
         except (BlockingIOError, InterruptedError):
-            if self._gl_timeout == 0.0:
+            if self._gl_timeout == 0.0 or flags & _MSG_DONTWAIT:
                 raise
         return self._gl_retry(_recvfrom, (bufsize, flags), False, "socket.recvfrom()")
 
@@ -546,7 +587,7 @@ class socket(_StdSocket):
         try:
             return _recvfrom_into(self, buffer, nbytes, flags)
         except (BlockingIOError, InterruptedError):
-            if self._gl_timeout == 0.0:
+            if self._gl_timeout == 0.0 or flags & _MSG_DONTWAIT:
                 raise
         return self._gl_retry(_recvfrom_into, (buffer, nbytes, flags), False, "socket.recvfrom_into()")
 
@@ -558,7 +599,7 @@ class socket(_StdSocket):
             try:
                 return _csock.recvmsg(self, bufsize, ancbufsize, flags)
             except (BlockingIOError, InterruptedError):
-                if self._gl_timeout == 0.0:
+                if self._gl_timeout == 0.0 or flags & _MSG_DONTWAIT:
                     raise
             return self._gl_retry(_csock.recvmsg, (bufsize, ancbufsize, flags), False, "socket.recvmsg()")
 
@@ -570,7 +611,7 @@ class socket(_StdSocket):
             try:
                 return _csock.recvmsg_into(self, buffers, ancbufsize, flags)
             except (BlockingIOError, InterruptedError):
-                if self._gl_timeout == 0.0:
+                if self._gl_timeout == 0.0 or flags & _MSG_DONTWAIT:
                     raise
             return self._gl_retry(
                 _csock.recvmsg_into, (buffers, ancbufsize, flags), False, "socket.recvmsg_into()"
@@ -582,7 +623,7 @@ class socket(_StdSocket):
         try:
             return _send(self, data, flags)
         except (BlockingIOError, InterruptedError):
-            if self._gl_timeout == 0.0:
+            if self._gl_timeout == 0.0 or flags & _MSG_DONTWAIT:
                 raise
         return self._gl_retry(_send, (data, flags), True, "socket.send()")
 
@@ -590,7 +631,7 @@ class socket(_StdSocket):
         try:
             sent = _send(self, data, flags)
         except (BlockingIOError, InterruptedError):
-            if self._gl_timeout == 0.0:
+            if self._gl_timeout == 0.0 or flags & _MSG_DONTWAIT:
                 raise
             sent = 0
         kind = type(data)
@@ -613,7 +654,7 @@ class socket(_StdSocket):
                 sent += _send(self, view[sent:], flags)
                 continue
             except (BlockingIOError, InterruptedError):
-                if timeout == 0.0:
+                if timeout == 0.0 or flags & _MSG_DONTWAIT:
                     raise
             self._gl_wait(loop, True, deadline, "socket.sendall()")
 
@@ -621,15 +662,18 @@ class socket(_StdSocket):
     def sendto(self, data: ReadableBuffer, address: Any, /) -> int: ...
     @overload
     def sendto(self, data: ReadableBuffer, flags: int, address: Any, /) -> int: ...
-    def sendto(self, data: ReadableBuffer, flags_or_address: Any, address: Any = _MISSING, /) -> int:
-        if address is _MISSING:
-            args: tuple[Any, ...] = (data, self._gl_resolve(flags_or_address, "socket.sendto()"))
-        else:
-            args = (data, flags_or_address, self._gl_resolve(address, "socket.sendto()"))
+    def sendto(self, *args: Any) -> int:
+        # (data, address) or (data, flags, address): taken as *args so that a wrong count
+        # gets the C method's own TypeError ("sendto() takes 2 or 3 arguments (1 given)").
+        count = len(args)
+        if count == 2:
+            args = (args[0], self._gl_resolve(args[1], "socket.sendto()"))
+        elif count == 3:
+            args = (args[0], args[1], self._gl_resolve(args[2], "socket.sendto()"))
         try:
             return _sendto(self, *args)
         except (BlockingIOError, InterruptedError):
-            if self._gl_timeout == 0.0:
+            if self._gl_timeout == 0.0 or (count == 3 and args[1] & _MSG_DONTWAIT):
                 raise
         return self._gl_retry(_sendto, args, True, "socket.sendto()")
 
@@ -648,7 +692,7 @@ class socket(_StdSocket):
             try:
                 return _csock.sendmsg(self, *args)
             except (BlockingIOError, InterruptedError):
-                if self._gl_timeout == 0.0:
+                if self._gl_timeout == 0.0 or flags & _MSG_DONTWAIT:
                     raise
             return self._gl_retry(_csock.sendmsg, args, True, "socket.sendmsg()")
 
@@ -661,7 +705,7 @@ class socket(_StdSocket):
             try:
                 return op(self)
             except (BlockingIOError, InterruptedError):
-                if self._gl_timeout == 0.0:
+                if self._gl_timeout == 0.0 or kwargs.get("flags", 0) & _MSG_DONTWAIT:
                     raise
             return self._gl_retry(op, (), True, "socket.sendmsg_afalg()")
 
@@ -831,8 +875,11 @@ class socket(_StdSocket):
 
 
 def _offload(loop: Loop, fn: Callable[..., _T], args: tuple[Any, ...], what: str) -> _T:
-    """Run ``fn(*args)`` on ``loop``'s executor (a real OS thread) and wait for it."""
-    fut = loop.run_in_executor(None, fn, *args)
+    """Run ``fn(*args)`` on greenloop's resolver threads (real OS threads) and wait for it."""
+    from ._realthreads import internal_executor  # here: it imports greenloop.monkey
+
+    loop._check_closed()  # as run_in_executor: no work submitted for a closed loop
+    fut = _wrap_future(internal_executor().submit(fn, *args), loop=loop)
     try:
         return wait(fut, None, what)
     except BaseException:
@@ -912,6 +959,14 @@ def gethostbyaddr(ip_address: str, /) -> tuple[str, list[str], list[str]]:
 
 def getnameinfo(sockaddr: Any, flags: int, /) -> tuple[str, str]:
     """The stdlib's ``getnameinfo``, run on a resolver thread unless asked for numbers only."""
+    if not isinstance(sockaddr, tuple) or not isinstance(flags, int):
+        # C's TypeError, raised here: nothing to resolve. The traceback holds this frame;
+        # drop the arguments from it, so that, as with the C function, the exception keeps
+        # no reference to them (test_socket counts references to the argument).
+        try:
+            return _orig_getnameinfo(sockaddr, flags)
+        finally:
+            del sockaddr, flags
     loop = None
     numeric = _socket.NI_NUMERICHOST | _socket.NI_NUMERICSERV
     if flags & numeric != numeric:
@@ -991,11 +1046,17 @@ def create_connection(
     ``all_errors`` an ExceptionGroup of all of them. ``timeout`` applies to each connect.
     """
     host, port = address
+    # As the stdlib's, which looks ``socket`` up in its module at each call: after patching
+    # that is this class, or whatever the program put there (test_socket mocks it).
+    # Unpatched, the module still has the stdlib's class, and this function makes green ones.
+    cls: type[socket] = _stdsocket.socket  # type: ignore[assignment]
+    if cls is _StdSocket:
+        cls = socket
     errors: list[OSError] = []
     for family, kind, proto, _canonname, sockaddr in getaddrinfo(host, port, 0, _SOCK_STREAM):
         sock = None
         try:
-            sock = socket(family, kind, proto)
+            sock = cls(family, kind, proto)
             if timeout is not _GLOBAL_DEFAULT_TIMEOUT:
                 sock.settimeout(timeout)  # type: ignore[arg-type]
             if source_address:

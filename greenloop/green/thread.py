@@ -106,8 +106,13 @@ RLock = _green_threading.RLock
 
 
 def _count() -> int:
-    """Threads started by this module (and threading) that are still alive, green ones too."""
-    return _orig_count() + _started_alive
+    """Threads started by this module (and threading) that are still alive, green ones too.
+
+    greenloop's own resolver threads are left out: the stdlib has no such threads.
+    """
+    from ._realthreads import internal_threads_alive  # here: it imports greenloop.monkey
+
+    return _orig_count() + _started_alive - internal_threads_alive()
 
 
 _started_alive = 0

@@ -510,6 +510,106 @@ def test_queue_between_green_threads_and_an_asyncio_task() -> None:
     assert lines(proc) == [str(4 * sum(range(50)))]
 
 
+def test_polling_a_queue_lets_the_other_threads_run() -> None:
+    # test_logging's test_config_queue_handler (3.12, 3.13) waits for a QueueListener thread
+    # by spinning on ``queue.empty()`` (``while support.sleeping_retry(...)``: a generator is
+    # always true, so it never sleeps). OS threads are preempted meanwhile; green ones run
+    # only if the poll yields now and then.
+    proc = run(
+        """
+        monkey.patch_all()
+        import logging, logging.handlers, queue, threading
+        # The logging scenario itself.
+        records = []
+        class Keep(logging.Handler):
+            def emit(self, record):
+                records.append(record.getMessage())
+        q = queue.Queue()
+        listener = logging.handlers.QueueListener(q, Keep())
+        log = logging.getLogger("spin")
+        log.propagate = False
+        log.addHandler(logging.handlers.QueueHandler(q))
+        listener.start()
+        for word in ("foo", "bar", "baz"):
+            log.warning(word)
+        while not q.empty():
+            pass
+        q.join()
+        listener.stop()
+        print(*records)
+        # A consumer thread drains, the main thread polls qsize(); a producer thread fills,
+        # the main thread polls get_nowait() / get(False) (Queue and SimpleQueue) and full().
+        for make in (queue.Queue, queue.SimpleQueue):
+            q = make()
+            def consume():
+                for _ in range(1000):
+                    q.get()
+            t = threading.Thread(target=consume)
+            t.start()
+            for i in range(1000):
+                q.put(i)
+            while q.qsize():
+                pass
+            t.join()
+            t = threading.Thread(target=lambda: [q.put(i) for i in range(100)])
+            t.start()
+            got = []
+            while len(got) < 100:
+                try:
+                    got.append(q.get_nowait() if make is queue.Queue else q.get(False))
+                except queue.Empty:
+                    pass
+            t.join()
+            print(make.__name__, got == list(range(100)))
+        q = queue.Queue(maxsize=1)
+        q.put(0)
+        t = threading.Thread(target=q.get)
+        t.start()
+        while q.full():
+            pass
+        t.join()
+        bounded = queue.Queue(maxsize=1)
+        bounded.put(0)
+        t = threading.Thread(target=bounded.get)
+        t.start()
+        while True:
+            try:
+                bounded.put_nowait(1)
+                break
+            except queue.Full:
+                pass
+        t.join()
+        print("full ok")
+        """
+    )
+    assert proc.stdout.splitlines() == ["foo bar baz", "Queue True", "SimpleQueue True", "full ok"]
+
+
+def test_polling_a_queue_in_a_loop_callback_does_not_yield() -> None:
+    # A plain callback cannot block: its polls answer without yielding (and never raise).
+    proc = run(
+        """
+        monkey.patch_all()
+        import asyncio, queue
+        q, s = queue.Queue(), queue.SimpleQueue()
+        def poll():
+            for _ in range(1000):
+                q.empty(), q.qsize(), q.full(), s.empty(), s.qsize()
+                for call in (q.get_nowait, lambda: s.get(False)):
+                    try:
+                        call()
+                    except queue.Empty:
+                        pass
+            print("polled")
+        async def main():
+            asyncio.get_running_loop().call_soon(poll)
+            await asyncio.sleep(0.01)
+        greenloop.run(main())
+        """
+    )
+    assert lines(proc) == ["polled"]
+
+
 def test_select_poll_epoll_and_selectors_wait_cooperatively() -> None:
     proc = run(
         """

@@ -26,6 +26,17 @@ may be called from a signal handler, ``__del__`` or a weakref callback that inte
 ``get()`` in the same OS thread: it takes no lock unless getters wait, and then a reentrant
 one.
 
+Polling
+-------
+Threaded code also waits by polling: ``while not q.empty(): ...`` until a consumer thread has
+drained the queue, ``get(block=False)`` in a loop. With OS threads the other thread runs
+meanwhile (preemption); a green one runs only when the poller yields, so such a loop would
+spin forever. So the queue counts the polls it answers (``qsize()``, ``empty()``, ``full()``,
+and non-blocking ``get``/``put`` that fail) and every ``_POLL_YIELD``-th one yields, as
+``time.sleep(0)`` would, outside the mutex. A loop that polls while doing real work (``while
+not q.empty(): q.get()``) pays one switch per ``_POLL_YIELD`` polls. Where the caller cannot
+block (a plain loop callback), the poll does not yield.
+
 ``Empty``, ``Full`` and (3.13) ``ShutDown`` are the stdlib's own classes, so ``except
 queue.Empty`` catches ours whenever the name was looked up.
 """
@@ -40,6 +51,7 @@ from collections.abc import Callable
 from heapq import heappop, heappush
 from typing import Any, Final
 
+from greenloop import _green
 from greenloop.monkey import original_module
 
 from .threading import (
@@ -69,6 +81,21 @@ if _HAS_SHUTDOWN:
 
 # SimpleQueue's guard must be reentrant (see the module docstring): a real one, unpatched.
 _real_rlock: Final = original_module("_thread").RLock
+
+# Every this many polls of one queue yield (see "Polling" above). Small enough that a spinning
+# poller lets the others run within microseconds, large enough that a draining loop barely
+# notices.
+_POLL_YIELD: Final = 32
+
+
+def _yield() -> None:
+    """``sleep(0)`` where the caller may block; nothing where it may not."""
+    try:
+        _green.sleep(0)
+    except RuntimeError:
+        # BlockingCallError (a plain loop callback, a green thread of a stopped loop), or a
+        # running loop that is not greenloop's: polling must not fail, so just go on.
+        pass
 
 
 class _QueueCondition(Condition):
@@ -106,6 +133,29 @@ class Queue:
         self._promised_slots = 0
 
     __class_getitem__: Any = classmethod(types.GenericAlias)
+
+    _polls = 0  # a class default: subclasses that skip __init__ still poll
+
+    def _polled(self) -> None:
+        """Count a poll (mutex not held); every ``_POLL_YIELD``-th one yields."""
+        polls = self._polls + 1
+        self._polls = polls
+        if not polls % _POLL_YIELD:
+            _yield()
+
+    def _missed(self, what: str) -> None:
+        """A non-blocking get/put found nothing (mutex held): a poll, yielding outside it."""
+        polls = self._polls + 1
+        self._polls = polls
+        if not polls % _POLL_YIELD:
+            mutex = self.mutex
+            mutex.release()
+            try:
+                _yield()
+            finally:
+                deferred = mutex._acquire_shielded(what)
+            if deferred is not None:
+                raise deferred
 
     # -- what a newcomer would find (mutex held) --------------------------------------------
 
@@ -203,17 +253,23 @@ class Queue:
     def qsize(self) -> int:
         """The number of items a get() could take now (approximate: it may change at once)."""
         with self.mutex:
-            return max(0, self._qsize() - self._promised_items)
+            size = max(0, self._qsize() - self._promised_items)
+        self._polled()
+        return size
 
     def empty(self) -> bool:
         """Whether a get() would find nothing now (approximate)."""
         with self.mutex:
-            return not self._ready()
+            empty = not self._ready()
+        self._polled()
+        return empty
 
     def full(self) -> bool:
         """Whether a put() would have to wait now (approximate)."""
         with self.mutex:
-            return self._no_room()
+            full = self._no_room()
+        self._polled()
+        return full
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         """Put ``item`` into the queue, waiting for a free slot if needed (and allowed).
@@ -228,6 +284,7 @@ class Queue:
             if self.maxsize > 0:
                 if not block:
                     if self._no_room():
+                        self._missed("Queue.put()")
                         raise Full
                 elif timeout is None:
                     while self._no_room():
@@ -265,6 +322,7 @@ class Queue:
                 raise _ShutDown
             if not block:
                 if not self._ready():
+                    self._missed("Queue.get()")
                     raise Empty
             elif timeout is None:
                 while not self._ready():
@@ -379,6 +437,15 @@ class SimpleQueue:
 
     __class_getitem__: Any = classmethod(types.GenericAlias)
 
+    _polls = 0
+
+    def _polled(self) -> None:
+        """Count a poll; every ``_POLL_YIELD``-th one yields (see "Polling" above)."""
+        polls = self._polls + 1
+        self._polls = polls
+        if not polls % _POLL_YIELD:
+            _yield()
+
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         """Put ``item`` into the queue (``block`` and ``timeout`` are accepted and ignored)."""
         self._items.append(item)
@@ -407,6 +474,7 @@ class SimpleQueue:
         except IndexError:
             pass
         if not block or seconds == 0:
+            self._polled()
             raise Empty
         waiter = _Waiter("SimpleQueue.get()")
         with self._guard:
@@ -456,8 +524,10 @@ class SimpleQueue:
 
     def empty(self) -> bool:
         """Whether the queue is empty now (approximate)."""
+        self._polled()
         return not self._items
 
     def qsize(self) -> int:
         """The number of items in the queue now (approximate)."""
+        self._polled()
         return len(self._items)

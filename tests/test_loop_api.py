@@ -125,6 +125,44 @@ def test_call_at_and_timer_handle(loop):
     assert loop.time() - before >= 0.02
 
 
+@pytest.mark.parametrize("debug", [False, True])
+def test_handles_are_asyncios(loop, debug):
+    # greenloop builds its handles without asyncio's call chain; what users see is the same:
+    # the classes, the reprs, the errors, and in debug mode the creation traceback, which
+    # ends at the caller's line.
+    loop.set_debug(debug)
+
+    def noop():
+        pass
+
+    soon = loop.call_soon(noop)
+    line = sys._getframe().f_lineno - 1
+    later = loop.call_later(10, noop)
+    at = loop.call_at(loop.time() + 10, noop)
+    assert type(soon).__name__ == "Handle" and isinstance(soon, asyncio.Handle)
+    assert type(later).__name__ == type(at).__name__ == "TimerHandle"
+    assert isinstance(later, asyncio.TimerHandle) and isinstance(at, asyncio.TimerHandle)
+    assert repr(soon).startswith("<Handle test_handles_are_asyncios.<locals>.noop()")
+    assert repr(later).startswith("<TimerHandle when=")
+    if debug:
+        assert soon._source_traceback[-1][:3] == (__file__, line, "test_handles_are_asyncios")
+        assert later._source_traceback[-1][2] == "test_handles_are_asyncios"
+    else:
+        assert soon._source_traceback is None and later._source_traceback is None
+    with pytest.raises(TypeError, match="delay must not be None"):
+        loop.call_later(None, noop)
+    with pytest.raises(TypeError, match="when cannot be None"):
+        loop.call_at(None, noop)
+    later.cancel()
+    at.cancel()
+    run(loop, asyncio.sleep(0))
+    loop.close()
+    with pytest.raises(RuntimeError, match="Event loop is closed"):
+        loop.call_soon(noop)
+    with pytest.raises(RuntimeError, match="Event loop is closed"):
+        loop.call_later(1, noop)
+
+
 def test_cancelled_timers_do_not_run(loop):
     seen = []
     keep = loop.call_later(0.01, seen.append, "kept")

@@ -38,7 +38,7 @@ _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 class Entry:
     """One file as served: its bytes (None if too big to cache) and precomputed headers."""
 
-    __slots__ = ("body", "ctype", "headers", "last_modified", "mtime", "path", "size")
+    __slots__ = ("body", "ctype", "fields", "headers", "last_modified", "mtime", "path", "size")
 
     def __init__(self, path: bytes, body: bytes | None, size: int, mtime: int, ctype: str) -> None:
         self.path = path  # the resolved path, used to stream files too big for the cache
@@ -48,6 +48,7 @@ class Entry:
         self.ctype = ctype
         self.last_modified = formatdate(mtime, usegmt=True)
         self.headers = f"Content-Type: {ctype}\r\nLast-Modified: {self.last_modified}\r\n".encode()
+        self.fields = self.headers + b"Content-Length: %d\r\n" % size  # of a 200 answer
 
 
 def content_type(path: bytes) -> str:

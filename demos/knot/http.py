@@ -10,6 +10,8 @@ from __future__ import annotations
 import collections
 import time
 from email.utils import formatdate, parsedate_to_datetime
+from time import monotonic as _monotonic
+from typing import Any
 
 import httptools
 
@@ -73,29 +75,26 @@ class RequestReader:
         self.done: collections.deque[Request] = collections.deque()
         self.in_request = False  # bytes of an unfinished request have arrived
         self.started = 0.0  # when its first byte arrived (time.monotonic)
+        self._head_limit = limits.url + limits.headers
         self._parser = httptools.HttpRequestParser(self)
-        self._reset()
-
-    def _reset(self) -> None:
-        self._url = b""
-        self._in_head = False
-        self._head_bytes = 0
-        self._nheaders = 0
-        self._header_bytes = 0
-        self._body_bytes = 0
-        self._ims: bytes | None = None
-        self._host = False
-        self._url_done = False
-        self._error = 0
+        self.on_message_begin()
+        self.in_request = self._in_head = False
 
     def feed(self, data: bytes) -> int:
         try:
+            if len(data) <= _FEED_SLICE:  # the common case: one slice
+                self._parser.feed_data(data)
+                if self._in_head:
+                    self._head_bytes += len(data)
+                    if self._head_bytes > self._head_limit:
+                        return 431 if self._url_done else 414
+                return 0
             for i in range(0, len(data), _FEED_SLICE):
                 chunk = data[i : i + _FEED_SLICE]
                 self._parser.feed_data(chunk)
                 if self._in_head:
                     self._head_bytes += len(chunk)
-                    if self._head_bytes > self.limits.url + self.limits.headers:
+                    if self._head_bytes > self._head_limit:
                         return 431 if self._url_done else 414
         except httptools.HttpParserUpgrade:
             # "Upgrade: ..." or CONNECT: the request itself is complete (and will be answered
@@ -115,9 +114,13 @@ class RequestReader:
 
     # httptools callbacks
     def on_message_begin(self) -> None:
-        self._reset()
+        # The per-request state, all of it (also run once by __init__).
         self.in_request = self._in_head = True
-        self.started = time.monotonic()
+        self.started = _monotonic()
+        self._url = b""
+        self._head_bytes = self._nheaders = self._header_bytes = self._body_bytes = self._error = 0
+        self._ims: bytes | None = None
+        self._host = self._url_done = False
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -130,11 +133,12 @@ class RequestReader:
         self._header_bytes += len(name) + len(value) + 4  # ": " and CRLF
         if self._nheaders > self.limits.header_count or self._header_bytes > self.limits.headers:
             self._fail(431)
-        if len(name) == 17 and name.lower() == b"if-modified-since":
-            self._ims = value
-        elif len(name) == 4 and name.lower() == b"host":
+        size = len(name)
+        if size == 4 and name.lower() == b"host":
             self._host = True
-        elif len(name) == 14 and name.lower() == b"content-length" and int(value) > self.limits.body:
+        elif size == 17 and name.lower() == b"if-modified-since":
+            self._ims = value
+        elif size == 14 and name.lower() == b"content-length" and int(value) > self.limits.body:
             # Refuse a body we would not read before waiting for it to arrive. llhttp has
             # validated the number already (and rejects a duplicate that disagrees).
             self._fail(413)
@@ -162,16 +166,22 @@ class RequestReader:
 
 # -- responses -----------------------------------------------------------------------------
 
-_date_cache = [0, b""]
+# The second they were made for, the Date line, and the start of every 200 answer (status,
+# Date and Server lines): formatted once per second.
+_date_cache: list[Any] = [0, b"", b""]
+
+
+def _refresh_date(now: int) -> None:
+    line = b"Date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
+    _date_cache[:] = [now, line, _STATUS_LINES[200] + line + SERVER]
 
 
 def date_header() -> bytes:
     """The Date header line, formatted once per second."""
     now = int(time.time())
     if now != _date_cache[0]:
-        _date_cache[1] = b"Date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
-        _date_cache[0] = now
-    return _date_cache[1]  # type: ignore[return-value]
+        _refresh_date(now)
+    return _date_cache[1]  # type: ignore[no-any-return]
 
 
 _ims_cache: dict[bytes, float] = {}
@@ -209,20 +219,21 @@ def status_line(status: int) -> bytes:
 _STATUS_LINES = {status: status_line(status) for status in REASONS}
 
 
+_END_KEEP = b"\r\n"
+_END_CLOSE = b"Connection: close\r\n\r\n"
+
+
 def file_response(req: Request, entry: Entry, keep_alive: bool) -> tuple[bytes, bool]:
     """The head of a 200 or 304 answer to ``req``; and whether a body follows."""
-    conn = b"" if keep_alive else b"Connection: close\r\n"
-    if not_modified(req, entry):
-        return _STATUS_LINES[304] + date_header() + SERVER + entry.headers + conn + b"\r\n", False
-    head = b"%b%b%b%bContent-Length: %d\r\n%b\r\n" % (
-        _STATUS_LINES[200],
-        date_header(),
-        SERVER,
-        entry.headers,
-        entry.size,
-        conn,
-    )
-    return head, req.method == b"GET"
+    end = _END_KEEP if keep_alive else _END_CLOSE
+    if req.ims is not None and not_modified(req, entry):
+        return _STATUS_LINES[304] + date_header() + SERVER + entry.headers + end, False
+    now = int(time.time())
+    if now != _date_cache[0]:
+        _refresh_date(now)
+    # Every part but the date is precomputed: the status and Server lines, and the entry's
+    # Content-Type, Last-Modified and Content-Length lines (Entry.fields).
+    return _date_cache[2] + entry.fields + end, req.method == b"GET"
 
 
 def error_response(status: int, keep_alive: bool, head_only: bool = False) -> bytes:

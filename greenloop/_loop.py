@@ -392,6 +392,7 @@ class Loop(asyncio.SelectorEventLoop):
         fd_to_key = self._selector._fd_to_key  # type: ignore[attr-defined]
         heappop = heapq.heappop
         time = self.time
+        just_waited = False  # the previous iteration's poll was one that could block
         while True:
             # Timers: drop cancelled ones lazily, compacting only when they dominate.
             n_timers = len(scheduled)
@@ -417,14 +418,20 @@ class Loop(asyncio.SelectorEventLoop):
                 # With callbacks ready, polling is only for fairness towards I/O. When nothing
                 # but the self-pipe is registered and no signal handler is installed, there is
                 # no I/O to be fair to: call_soon_threadsafe() appends to _ready itself and the
-                # self-pipe only has to wake a *sleeping* loop, so skip the syscall.
-                if len(fd_to_key) > 1 or self._signal_handlers:
+                # self-pipe only has to wake a *sleeping* loop, so skip the syscall. Nor right
+                # after a poll that waited: the I/O state is as fresh as it gets (typically
+                # that poll's events just queued these callbacks, a reader waking a task), and
+                # the next iteration polls again, so I/O is never more than one iteration late.
+                if just_waited:
+                    just_waited = False
+                elif len(fd_to_key) > 1 or self._signal_handlers:
                     self._poll(0)
             else:
                 timeout: float | None = None
                 if scheduled:
                     timeout = min(max(0.0, scheduled[0]._when - time()), _MAX_TIMEOUT)
                 self._poll(timeout)
+                just_waited = timeout != 0
 
             if scheduled:
                 end_time = time() + self._clock_resolution

@@ -569,3 +569,57 @@ def test_page_cache_is_an_lru_bounded_in_bytes() -> None:
     cache.put(b"stream", Entry(b"/x", None, 10, 0, "text/plain"))  # streamed files neither
     assert cache.get(b"huge") is None and cache.get(b"stream") is None
     assert cache.size <= cache.capacity
+
+
+@pytest.mark.parametrize(
+    ("policy", "ready_first", "served_first"), [("C", "listener", "conn"), ("A", "conn", "accept")]
+)
+def test_policy_orders_ready_connections_against_accepting(
+    policy: str, ready_first: str, served_first: str
+) -> None:
+    """The paper's policies on greenloop's priorities: with a pending connection and a ready
+    client in the same loop iteration, Knot-C serves the client first and Knot-A accepts
+    first, whichever became ready first (the readiness order is set against the policy)."""
+    import greenloop
+    from demos.knot.runtime import GreenloopRuntime
+
+    rt = GreenloopRuntime(policy)
+    order: list[str] = []
+
+    def main() -> None:
+        listener = rt.wrap(socket.create_server(("127.0.0.1", 0)))
+        a, b = socket.socketpair()
+        ours = rt.wrap(a)
+        client = socket.socket()
+        try:
+
+            def serve_one() -> None:
+                ours.recv(1)
+                order.append("conn")
+
+            def accept_one() -> None:
+                conn, _ = listener.accept()
+                order.append("accept")
+                conn.close()
+
+            rt.spawn(serve_one)
+            greenloop.spawn(accept_one, priority=rt._prio_acceptor)
+            greenloop.sleep(0.02)  # both parked in their calls
+            # Both become ready before the loop polls again (nothing switches meanwhile).
+            if ready_first == "listener":
+                client.connect(listener.getsockname())
+                b.send(b"x")
+            else:
+                b.send(b"x")
+                client.connect(listener.getsockname())
+            greenloop.sleep(0.05)
+        finally:
+            for sock in (listener, ours, b, client):
+                sock.close()
+
+    async def run_main() -> None:
+        await greenloop.spawn(main)
+
+    greenloop.run(run_main())  # a loop of its own, closed afterwards
+    rt._executor.shutdown()
+    assert order[0] == served_first and sorted(order) == ["accept", "conn"]

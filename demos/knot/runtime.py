@@ -89,14 +89,14 @@ class GreenloopRuntime(Runtime):
 
         self._gl = greenloop
         self._executor = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="knot-disk")
-        # One level apart. Knot-C: connection threads above the acceptor, so each iteration
-        # of the loop runs every connection that is ready before the acceptor, which then
-        # takes all pending connections. Knot-A: the acceptor above, so pending connections
-        # are taken first. Why not starve the acceptor (a level below the default, run only
-        # when no connection is ready)? With closed-loop clients a saturated server is never
-        # idle, so new clients would wait in the accept queue for tens of seconds, and a
-        # client counts that wait as the latency of its first request.
-        high, low = greenloop.PRIORITY_DEFAULT + 1, greenloop.PRIORITY_DEFAULT
+        # The favoured side at the default level, the other one level below. A thread at the
+        # default level is switched to the moment its socket is ready, in the loop's pass over
+        # that iteration's events; a thread below waits until that pass is over (it still runs
+        # in every iteration: levels never starve). Knot-C: every ready connection is served
+        # before the acceptor takes the pending ones; Knot-A: the reverse. (Raising the
+        # favoured side instead would not order them: a thread woken at or above the running
+        # level is switched to at once, so both would run in the order of the events.)
+        high, low = greenloop.PRIORITY_DEFAULT, greenloop.PRIORITY_DEFAULT - 1
         self._prio_conn, self._prio_acceptor = (low, high) if policy == "A" else (high, low)
         from greenloop.green.socket import socket as green_socket
 

@@ -466,6 +466,34 @@ def test_fork_leaves_only_the_forking_thread_in_the_child() -> None:
     assert plain.stdout == patched.stdout == "child False 1 []\nparent True\n", (plain, patched)
 
 
+def test_fork_in_a_green_thread_leaves_the_main_code_in_the_parent() -> None:
+    # In the child only the forking thread exists: the main thread's code (here, a join of
+    # that very thread) must not resume there, and the child ends with that thread.
+    # test_socketserver's forking servers fork in a server thread; the child used to go on
+    # running the rest of the test suite.
+    code = """
+        import os, sys, threading, time
+        def work():
+            time.sleep(0.05)
+            pid = os.fork()
+            if pid == 0:
+                time.sleep(0.1)  # the parent's loop state runs meanwhile in the child
+                print("child thread done", flush=True)
+                return
+            _, status = os.waitpid(pid, 0)
+            print("child exit status", os.waitstatus_to_exitcode(status), flush=True)
+        t = threading.Thread(target=work)
+        t.start()
+        t.join()
+        print("main code in", "child" if os.getpid() != parent else "parent", flush=True)
+        """
+    prelude = "import os, warnings\nwarnings.simplefilter('ignore')\nparent = os.getpid()\n"
+    plain = run(code, prelude=prelude)
+    patched = run(code, prelude=PRELUDE + "monkey.patch_all()\n" + prelude)
+    expected = "child thread done\nchild exit status 0\nmain code in parent\n"
+    assert plain.stdout == patched.stdout == expected, (plain, patched)
+
+
 def test_uncaught_exceptions_go_to_threading_excepthook() -> None:
     proc = run(
         """

@@ -376,6 +376,36 @@ def _after_fork_in_child() -> None:
             continue
         thread._gl_finish()
         gt.cancel()
+    if me is not None:
+        _only_thread_in_child(me)
+
+
+def _only_thread_in_child(me: Any) -> None:
+    """A green thread forked: in the child it is the only thread, the main one is gone.
+
+    The main thread's code is suspended in the loop (the greenlet that runs it gets control
+    back when the loop stops); resumed in the child it would run the rest of the parent's
+    program a second time (test_socketserver's forking server: the child went on running
+    the test suite). So the loop never stops in the child, and the child ends when this
+    thread does, as a process whose last thread returns does (status 0; Python's own
+    buffers are flushed, atexit handlers do not run: the interpreter is not finalised).
+    """
+    loop = me.get_loop()
+    loop.stop = _stay_running  # an instance attribute: every stop() of this loop, from now on
+
+    def exit_child(_: object) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # closed or replaced: nothing to flush
+                pass
+        _os._exit(0)
+
+    me.add_done_callback(exit_child)
+
+
+def _stay_running() -> None:
+    pass
 
 
 if hasattr(_os, "register_at_fork"):

@@ -29,6 +29,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -253,31 +254,43 @@ def _run_file_once(
     t0 = time.monotonic()
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     ends_before = records_path.read_text().count('"@@end"') if records_path.exists() else 0
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-X",
-            "faulthandler",
-            "-c",
-            code,
-            name,
-            json.dumps(skip),
-            str(TEST_TIMEOUT),
-            str(records_path),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        start_new_session=True,  # so that a timeout kills the children it started too
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-        status = "ok"
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
-        out, err = proc.communicate()
-        status = f"file timeout ({timeout:.0f}s)"
+    # Output goes to files, not pipes: a process a test forked and left behind inherits them,
+    # and a pipe held open by it would keep the runner waiting for EOF (a test_socketserver
+    # forking-server child once stalled a run that way).
+    with (
+        tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as out_file,
+        tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as err_file,
+    ):
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-X",
+                "faulthandler",
+                "-c",
+                code,
+                name,
+                json.dumps(skip),
+                str(TEST_TIMEOUT),
+                str(records_path),
+            ],
+            stdout=out_file,
+            stderr=err_file,
+            text=True,
+            env=env,
+            start_new_session=True,  # so that a timeout kills the children it started too
+        )
+        try:
+            proc.wait(timeout=timeout)
+            status = "ok"
+        except subprocess.TimeoutExpired:
+            _kill_group(proc.pid)
+            proc.wait()
+            status = f"file timeout ({timeout:.0f}s)"
+        # Whatever the tests forked and left running (same process group) goes too.
+        _kill_group(proc.pid)
+        out_file.seek(0)
+        err_file.seek(0)
+        out, err = out_file.read(), err_file.read()
     elapsed = round(time.monotonic() - t0, 1)
     finished = records_path.exists() and records_path.read_text().count('"@@end"') > ends_before
     if status == "ok" and not finished:
@@ -294,6 +307,13 @@ def _run_file_once(
             qual = last[-1].group(2)
             stuck = qual if qual.endswith("." + last[-1].group(1)) else f"{qual}.{last[-1].group(1)}"
     return status, stuck, finished
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, 9)
+    except ProcessLookupError:
+        pass  # nobody left in the group
 
 
 def run_all(patcher: str, files: list[str], timeout: float, jobs: int) -> list[dict[str, Any]]:

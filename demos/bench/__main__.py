@@ -1,6 +1,6 @@
 """Driver: every loop micro-benchmark on asyncio, uvloop and greenloop, in one run, one table.
 
-    python -m demos.bench                 # 5 repeats (about 2 minutes)
+    python -m demos.bench                 # 15 repeats (about 5 minutes)
     python -m demos.bench --quick         # smoke run: 3 repeats at 1/10 of the operations
     python -m demos.bench --repeat 9 --bench sleep0_pingpong,task_create_await
 
@@ -200,7 +200,7 @@ def _markdown(report: dict[str, Any], table: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demos.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, help="fresh-process runs per benchmark and loop (default 5)")
+    parser.add_argument("--repeat", type=int, help="fresh-process runs per benchmark and loop (default 15)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 3 repeats, 1/10 of the operations")
     parser.add_argument("--scale", type=float, help="multiply every benchmark's operation count")
     parser.add_argument("--bench", help="comma-separated benchmarks (default: all; see loop_micro --list)")
@@ -213,7 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="print the table only, write no result files")
     args = parser.parse_args(argv)
 
-    repeat = args.repeat or (QUICK_REPEAT if args.quick else 5)
+    # 15: on this shared VM single runs of an echo row vary by +-40 %; the median of 15
+    # moves by a few per cent between full runs, the median of 5 by up to 15 %.
+    repeat = args.repeat or (QUICK_REPEAT if args.quick else 15)
     scale = args.scale or (QUICK_SCALE if args.quick else 1.0)
     benches = args.bench.split(",") if args.bench else list(BENCHMARKS)
     loops = args.loops.split(",")

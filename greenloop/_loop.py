@@ -279,9 +279,9 @@ class Loop(asyncio.SelectorEventLoop):
     ) -> Any:
         if when is None:
             raise TypeError("when cannot be None")
-        timer: Any
         if self._closed:
             raise RuntimeError("Event loop is closed")
+        timer: Any
         if self._debug:
             self._check_thread()
             self._check_callback(callback, "call_at")

@@ -176,12 +176,17 @@ def _refresh_date(now: int) -> None:
     _date_cache[:] = [now, line, _STATUS_LINES[200] + line + SERVER]
 
 
-def date_header() -> bytes:
-    """The Date header line, formatted once per second."""
+def _dated() -> list[Any]:
+    """``_date_cache``, current to the second."""
     now = int(time.time())
     if now != _date_cache[0]:
         _refresh_date(now)
-    return _date_cache[1]  # type: ignore[no-any-return]
+    return _date_cache
+
+
+def date_header() -> bytes:
+    """The Date header line, formatted once per second."""
+    return _dated()[1]  # type: ignore[no-any-return]
 
 
 _ims_cache: dict[bytes, float] = {}
@@ -228,12 +233,9 @@ def file_response(req: Request, entry: Entry, keep_alive: bool) -> tuple[bytes, 
     end = _END_KEEP if keep_alive else _END_CLOSE
     if req.ims is not None and not_modified(req, entry):
         return _STATUS_LINES[304] + date_header() + SERVER + entry.headers + end, False
-    now = int(time.time())
-    if now != _date_cache[0]:
-        _refresh_date(now)
     # Every part but the date is precomputed: the status and Server lines, and the entry's
     # Content-Type, Last-Modified and Content-Length lines (Entry.fields).
-    return _date_cache[2] + entry.fields + end, req.method == b"GET"
+    return _dated()[2] + entry.fields + end, req.method == b"GET"
 
 
 def error_response(status: int, keep_alive: bool, head_only: bool = False) -> bytes:

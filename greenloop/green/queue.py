@@ -88,6 +88,12 @@ _real_rlock: Final = original_module("_thread").RLock
 _POLL_YIELD: Final = 32
 
 
+def _poll_due(queue: Any) -> bool:
+    """Count a poll of ``queue``; True for every ``_POLL_YIELD``-th one."""
+    polls = queue._polls = queue._polls + 1
+    return not polls % _POLL_YIELD
+
+
 def _yield() -> None:
     """``sleep(0)`` where the caller may block; nothing where it may not."""
     try:
@@ -96,6 +102,12 @@ def _yield() -> None:
         # BlockingCallError (a plain loop callback, a green thread of a stopped loop), or a
         # running loop that is not greenloop's: polling must not fail, so just go on.
         pass
+
+
+def _polled(queue: Any) -> None:
+    """A poll answered with no lock held: every ``_POLL_YIELD``-th one yields."""
+    if _poll_due(queue):
+        _yield()
 
 
 class _QueueCondition(Condition):
@@ -136,18 +148,9 @@ class Queue:
 
     _polls = 0  # a class default: subclasses that skip __init__ still poll
 
-    def _polled(self) -> None:
-        """Count a poll (mutex not held); every ``_POLL_YIELD``-th one yields."""
-        polls = self._polls + 1
-        self._polls = polls
-        if not polls % _POLL_YIELD:
-            _yield()
-
     def _missed(self, what: str) -> None:
         """A non-blocking get/put found nothing (mutex held): a poll, yielding outside it."""
-        polls = self._polls + 1
-        self._polls = polls
-        if not polls % _POLL_YIELD:
+        if _poll_due(self):
             mutex = self.mutex
             mutex.release()
             try:
@@ -254,21 +257,21 @@ class Queue:
         """The number of items a get() could take now (approximate: it may change at once)."""
         with self.mutex:
             size = max(0, self._qsize() - self._promised_items)
-        self._polled()
+        _polled(self)
         return size
 
     def empty(self) -> bool:
         """Whether a get() would find nothing now (approximate)."""
         with self.mutex:
             empty = not self._ready()
-        self._polled()
+        _polled(self)
         return empty
 
     def full(self) -> bool:
         """Whether a put() would have to wait now (approximate)."""
         with self.mutex:
             full = self._no_room()
-        self._polled()
+        _polled(self)
         return full
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
@@ -437,14 +440,7 @@ class SimpleQueue:
 
     __class_getitem__: Any = classmethod(types.GenericAlias)
 
-    _polls = 0
-
-    def _polled(self) -> None:
-        """Count a poll; every ``_POLL_YIELD``-th one yields (see "Polling" above)."""
-        polls = self._polls + 1
-        self._polls = polls
-        if not polls % _POLL_YIELD:
-            _yield()
+    _polls = 0  # see "Polling" above
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         """Put ``item`` into the queue (``block`` and ``timeout`` are accepted and ignored)."""
@@ -474,7 +470,7 @@ class SimpleQueue:
         except IndexError:
             pass
         if not block or seconds == 0:
-            self._polled()
+            _polled(self)
             raise Empty
         waiter = _Waiter("SimpleQueue.get()")
         with self._guard:
@@ -524,10 +520,10 @@ class SimpleQueue:
 
     def empty(self) -> bool:
         """Whether the queue is empty now (approximate)."""
-        self._polled()
+        _polled(self)
         return not self._items
 
     def qsize(self) -> int:
         """The number of items in the queue now (approximate)."""
-        self._polled()
+        _polled(self)
         return len(self._items)

@@ -211,16 +211,14 @@ def await_(awaitable: Awaitable[_T], timeout: float | None = None) -> _T:
     A coroutine is run as a task on the loop; cancelling the waiting green thread or task
     cancels that task, as ``await`` would.
     """
-    loop = _running_loop()
-    if (
-        timeout is None
-        and type(awaitable) is _Future
-        and awaitable.get_loop() is loop
-        and isinstance(loop, Loop)
-    ):
+    green = _running_loops.get(_get_ident())  # _running_loop(), inlined for the common case
+    if green is not None and timeout is None and type(awaitable) is _Future and awaitable.get_loop() is green:
         # The common case, a future of the running loop: nothing to wrap, and no timeout that
         # would have to cancel it (a cancelled green thread or task cancels it, as await does).
+        if green._hub is not None:
+            return _hub.park(green, awaitable, None, "greenloop.await_()")  # type: ignore[no-any-return]
         return wait(awaitable, None, "greenloop.await_()")  # type: ignore[no-any-return]
+    loop = green if green is not None else events._get_running_loop()
     if loop is None and threading.current_thread() is threading.main_thread():
         loop = main_thread_loop()
     if loop is None:

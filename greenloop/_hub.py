@@ -265,36 +265,85 @@ def park(
     """
     me = getcurrent()
     hub = loop._hub
-    task = _current_tasks.get(loop)
-    if task is None:
-        gt = _green_thread(me, hub, what)
-        if gt is not None:
-            priority = gt._priority
-            wake = _Wake(me) if not priority else _PriorityWake(me, loop, priority)
-            gt._gl_waiter = fut
+    task: Any = _current_tasks.get(loop)
+    if task is not None and timeout is None:
+        # The commonest wait, a task step with no timeout: the steps below, fewer of them.
+        wake: Any = me.switch
+        task._gl_waiter = fut
+        if type(fut) is Waiter and not fut._done:
+            fut._callback = wake
         else:
-            wake = _Wake(me)
+            fut.add_done_callback(wake)
+        # Not entered in loop._parked (a dict update and delete cost ~5% of the round trip
+        # here): close() finds parked task steps through their _gl_waiter (_parked_steps()).
+        got: Any = None
+        _leave_task(loop, task)
+        try:
+            got = hub.switch() if me is not hub else _hand_over(loop)  # type: ignore[union-attr]
+        finally:
+            _enter_task(loop, task)
+            task._gl_waiter = None
+            if got is not fut:
+                _disarm(loop, fut, wake)
+        if type(fut) is Waiter:
+            if fut._exception is not None:
+                raise fut._exception
+            return fut._result
+        return fut.result()
+    if task is None:
+        if me is hub or hub is None:
+            _green_thread(me, hub, what)  # raises the error that says why we cannot park
+        gt = getattr(me, "gt", None)  # _green_thread(), inlined
+        if gt is None:
+            priority = 0
+        else:
+            if gt._gl_must_cancel:
+                _deliver_cancel(gt)
+            priority = gt._priority
         owner: Any = gt
     else:
         gt = None
-        wake = _Wake(me)
-        task._gl_waiter = fut  # type: ignore[attr-defined]
         owner = task
+        priority = 0
+    if timeout is None and not priority:
+        # The common wait: fut's done-callback is our greenlet's own switch, so waking us
+        # runs no Python at all. Only fut can wake us, and a wait that ends any other way
+        # (an exception thrown in) disarms that callback below.
+        wake = me.switch
+    elif priority:
+        wake = _PriorityWake(me, loop, priority)
+    else:
+        wake = _Wake(me)
+    if owner is not None:
+        owner._gl_waiter = fut
     if type(fut) is Waiter and not fut._done:
         fut._callback = wake  # add_done_callback(), without the call
     else:
         fut.add_done_callback(wake)
     timer = loop.call_later(timeout, wake, _TIMED_OUT) if timeout is not None else None
     loop._parked[me] = owner
+    got = None
     try:
-        got = hub.switch() if task is None else _switch_away(loop, me, hub, task)  # type: ignore[union-attr]
+        if task is None:
+            got = hub.switch()  # type: ignore[union-attr]
+        else:
+            # _switch_away(), inlined (this is every wait's path)
+            _leave_task(loop, task)
+            try:
+                got = hub.switch() if me is not hub else _hand_over(loop)  # type: ignore[union-attr]
+            finally:
+                _enter_task(loop, task)
     finally:
         del loop._parked[me]
         if owner is not None:
             owner._gl_waiter = None
-        wake.glet = None
         if timer is not None:
             timer.cancel()
+        if type(wake) is _Switch:
+            if got is not fut:
+                _disarm(loop, fut, wake)
+        else:
+            wake.glet = None
     if got is _TIMED_OUT:
         fut.remove_done_callback(wake)
         raise TimeoutError
@@ -311,24 +360,40 @@ def park(
     return result
 
 
-def _switch_away(loop: Loop, me: greenlet, hub: greenlet | None, task: Any) -> Any:
-    """Switch away from a task step; one running *on* the hub hands the loop to another hub.
+_Switch = type(getcurrent().switch)  # a greenlet's bound switch method
 
-    asyncio's current task is left for the time we are away and entered again after.
+
+def _disarm(loop: Loop, fut: asyncio.Future[Any] | Waiter, switch: Any) -> None:
+    """A wait ended other than by ``fut``'s callback: make sure that callback never runs.
+
+    Rare (an exception thrown into the parked greenlet), so a scan of the ready queue for a
+    callback that was already scheduled is affordable.
     """
+    if fut.remove_done_callback(switch):
+        return
+    for handle in loop._ready:  # type: ignore[attr-defined]
+        if getattr(handle, "_callback", None) is switch:
+            handle.cancel()
+
+
+def _switch_away(loop: Loop, me: greenlet, hub: greenlet | None, task: Any) -> Any:
+    """Switch away from a task step, leaving asyncio's current task for the time we are away."""
     _leave_task(loop, task)
     try:
-        if me is not hub:
-            return hub.switch()  # type: ignore[union-attr]
-        # Keep our stack (the task step in progress); another hub runs the loop meanwhile.
-        new_hub = _pooled_hub(loop)
-        if new_hub is None:
-            assert loop._runner is not None
-            return loop._runner.switch(_NEW_HUB)  # run_hub() starts a fresh hub
-        loop._hub = new_hub
-        return new_hub.switch()
+        return hub.switch() if me is not hub else _hand_over(loop)  # type: ignore[union-attr]
     finally:
         _enter_task(loop, task)
+
+
+def _hand_over(loop: Loop) -> Any:
+    """Park a task step that runs *on* the hub: another hub runs the loop meanwhile and this
+    greenlet keeps the step's stack (it becomes an ex-hub)."""
+    new_hub = _pooled_hub(loop)
+    if new_hub is None:
+        assert loop._runner is not None
+        return loop._runner.switch(_NEW_HUB)  # run_hub() starts a fresh hub
+    loop._hub = new_hub
+    return new_hub.switch()
 
 
 class _Yield:
@@ -373,9 +438,16 @@ def yield_now(loop: Loop, what: str) -> None:
     task = _current_tasks.get(loop)
     entry = _Yield(me)
     if task is None:
-        gt = _green_thread(me, hub, what)
+        if me is hub or hub is None:
+            _green_thread(me, hub, what)  # raises the error that says why we cannot park
+        gt = getattr(me, "gt", None)  # _green_thread(), inlined
+        if gt is None:
+            priority = 0
+        else:
+            if gt._gl_must_cancel:
+                _deliver_cancel(gt)
+            priority = gt._priority
         owner: Any = gt
-        priority = 0 if gt is None else gt._priority
     else:
         gt = None
         owner = task
@@ -409,7 +481,7 @@ def unwind_parked(loop: Loop) -> None:
     cancelled, and is reported the same way.
     """
     me = getcurrent()
-    for glet, owner in list(loop._parked.items()):
+    for glet, owner in [*loop._parked.items(), *_parked_steps(loop)]:
         if glet.dead:
             continue
         try:
@@ -440,6 +512,41 @@ def unwind_parked(loop: Loop) -> None:
     pool = loop._green_pool
     while pool:
         _kill(pool.pop(), me)
+
+
+def _parked_steps(loop: Loop) -> list[tuple[greenlet, asyncio.Task[Any]]]:
+    """The task steps parked by park()'s fast path, each with its greenlet.
+
+    Such a step is known by its task's ``_gl_waiter``, and its greenlet by the wake-up it
+    left: its bound ``switch`` among the waiter's done-callbacks or, when the waiter is
+    already done, in a handle on the ready queue.
+    """
+    waiting = {}
+    for task in asyncio.all_tasks(loop):
+        fut = getattr(task, "_gl_waiter", None)
+        if fut is not None:
+            waiting[id(fut)] = (fut, task)
+    steps = {}
+    for fut, task in waiting.values():
+        if type(fut) is Waiter:
+            callbacks = [fut._callback]
+        else:
+            callbacks = [cb for cb, _ in getattr(fut, "_callbacks", None) or ()]
+        for cb in callbacks:
+            if type(cb) is _Switch:
+                steps[cb.__self__] = task
+    for handle in loop._ready:  # type: ignore[attr-defined]
+        queued: Any = getattr(handle, "_callback", None)
+        if type(queued) is _Switch and handle._args and id(handle._args[0]) in waiting:
+            steps[queued.__self__] = waiting[id(handle._args[0])][1]
+    return [(glet, task) for glet, task in steps.items() if glet not in loop._parked]
+
+
+def has_parked(loop: Loop) -> bool:
+    """Is any green context parked on ``loop`` (that close() must unwind)?"""
+    if loop._parked:
+        return True
+    return any(getattr(task, "_gl_waiter", None) is not None for task in asyncio.all_tasks(loop))
 
 
 def kill_pooled(loop: Loop) -> None:

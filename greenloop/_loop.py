@@ -529,6 +529,6 @@ class Loop(asyncio.SelectorEventLoop):
     def close(self) -> None:
         if self.is_running():
             raise RuntimeError("Cannot close a running event loop")
-        if not self.is_closed() and (self._parked or self._hub_pool or self._green_pool):
+        if not self.is_closed() and (self._hub_pool or self._green_pool or _hub.has_parked(self)):
             _hub.unwind_parked(self)
         super().close()

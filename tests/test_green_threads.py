@@ -11,6 +11,7 @@ import threading
 import time
 from typing import Any
 
+import greenlet
 import pytest
 
 import greenloop
@@ -508,6 +509,58 @@ def test_close_unwinds_parked_green_threads() -> None:
         loop.close()
     assert sorted(events) == ["finally0", "finally1", "finally2"]
     assert all(gt.cancelled() for gt in gts)
+
+
+class _Thrown(Exception):
+    pass
+
+
+@pytest.mark.parametrize("where", ["task", "green thread"])
+def test_wait_ended_by_a_thrown_exception_never_gets_its_wakeup_later(where: str) -> None:
+    # A parked wait's wake-up is a done-callback on the future. If the wait ends otherwise
+    # (an exception thrown into the parked greenlet, as close() does) after the future
+    # completed, its wake-up is already queued: it must not run and resume the greenlet
+    # wherever it is by then.
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        fut, later = loop.create_future(), loop.create_future()
+        events: list[str] = []
+
+        parked = []
+
+        def blocked() -> None:
+            parked.append(greenlet.getcurrent())
+            try:
+                greenloop.await_(fut)
+            except _Thrown:
+                events.append("thrown")
+                # Parked again at once: a stale wake-up of the first wait would end this one
+                # before `later` is done.
+                events.append(greenloop.await_(later))
+                raise
+            events.append("woken")
+
+        async def in_task() -> None:
+            blocked()
+
+        waiter = asyncio.ensure_future(in_task()) if where == "task" else greenloop.spawn(blocked)
+        await asyncio.sleep(0.01)
+        (glet,) = parked
+
+        def complete_then_throw() -> None:  # on the hub, outside any task, as close() is
+            fut.set_result(None)  # queues the wake-up...
+            glet.throw(_Thrown)  # ...and the wait ends first, otherwise
+
+        loop.call_soon(complete_then_throw)
+        loop.call_later(0.05, later.set_result, "later")
+        with pytest.raises(_Thrown):
+            await waiter
+        for _ in range(3):  # the loop (and any pooled hub) keeps working
+            await asyncio.sleep(0)
+            greenloop.sleep(0)
+        return events
+
+    assert run(main()) == ["thrown", "later"]
 
 
 async def _spawn_on(loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> greenloop.GreenThread[Any]:

@@ -1313,6 +1313,40 @@ def test_green_close_with_task_parked_in_blocking_call(green_loop):
     assert [c["message"] for c in contexts] == ["Task was destroyed but it is pending!"] * 3
 
 
+@pytest.mark.parametrize("waiter_done", [False, True], ids=["waiting", "wake-up-queued"])
+def test_green_close_with_task_parked_on_a_future(green_loop, waiter_done):
+    # With ``await``, asyncio reports both tasks as destroyed while pending; here the steps
+    # are unwound too, including one whose future completed but whose wake-up never ran.
+    loop = green_loop
+    contexts = []
+    loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+    unwound = []
+    futs = [loop.create_future() for _ in range(2)]
+
+    async def parked(fut):
+        try:
+            greenloop.await_(fut)  # with asyncio: ``await fut``
+        finally:
+            unwound.append("finally ran")
+
+    async def main():
+        for fut in futs:
+            loop.create_task(parked(fut))
+        await asyncio.sleep(0.02)
+
+    loop.run_until_complete(main())
+    if waiter_done:
+        loop.call_soon(futs[0].set_result, None)
+        loop.call_soon(loop.stop)  # run_forever() returns before the wake-up this queues runs
+        loop.run_forever()
+        assert futs[0].done()
+    loop.close()
+    assert unwound == ["finally ran"] * 2
+    gc.collect()
+    assert live_greenlets() == []
+    assert [c["message"] for c in contexts] == ["Task was destroyed but it is pending!"] * 2
+
+
 def test_green_close_from_another_thread_leaves_no_greenlets(green_loop):
     loop = green_loop
 

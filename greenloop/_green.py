@@ -308,6 +308,7 @@ class GreenThread(asyncio.Future, Generic[_T]):  # type: ignore[type-arg]
         # arguments of a greenlet's first switch for as long as its run function runs, and
         # a pooled green-thread greenlet's never returns (it would keep its first thread).
         glet.gt = self  # type: ignore[attr-defined]
+        loop._green_live.add(self)
         glet.switch()
 
     def _run(self) -> BaseException | None:
@@ -349,6 +350,7 @@ class GreenThread(asyncio.Future, Generic[_T]):  # type: ignore[type-arg]
             self.set_result(result)
         finally:
             self._glet = None
+            self._loop._green_live.discard(self)  # type: ignore[attr-defined]
             # A finished thread must not keep its function's arguments (a socket...) alive.
             self._fn = _finished  # type: ignore[assignment]
             self._args = ()

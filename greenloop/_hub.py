@@ -275,7 +275,7 @@ def park(
         else:
             fut.add_done_callback(wake)
         # Not entered in loop._parked (a dict update and delete cost ~5% of the round trip
-        # here): close() finds parked task steps through their _gl_waiter (_parked_steps()).
+        # here): close() finds parked task steps through their _gl_waiter (_suspended()).
         got: Any = None
         _leave_task(loop, task)
         try:
@@ -321,7 +321,8 @@ def park(
     else:
         fut.add_done_callback(wake)
     timer = loop.call_later(timeout, wake, _TIMED_OUT) if timeout is not None else None
-    loop._parked[me] = owner
+    if owner is None:
+        loop._parked[me] = None  # close() finds green threads and tasks without it
     got = None
     try:
         if task is None:
@@ -334,8 +335,9 @@ def park(
             finally:
                 _enter_task(loop, task)
     finally:
-        del loop._parked[me]
-        if owner is not None:
+        if owner is None:
+            del loop._parked[me]
+        else:
             owner._gl_waiter = None
         if timer is not None:
             timer.cancel()
@@ -457,14 +459,16 @@ def yield_now(loop: Loop, what: str) -> None:
         loop._prio_pending += 1
     else:
         loop._ready.append(entry)  # type: ignore[attr-defined]
-    if owner is not None:
+    if owner is None:
+        loop._parked[me] = None
+    else:
         owner._gl_waiter = entry
-    loop._parked[me] = owner
     try:
         hub.switch() if task is None else _switch_away(loop, me, hub, task)  # type: ignore[union-attr]
     finally:
-        del loop._parked[me]
-        if owner is not None:
+        if owner is None:
+            del loop._parked[me]
+        else:
             owner._gl_waiter = None
         entry.glet = None
     if entry.cancelled:
@@ -481,7 +485,7 @@ def unwind_parked(loop: Loop) -> None:
     cancelled, and is reported the same way.
     """
     me = getcurrent()
-    for glet, owner in [*loop._parked.items(), *_parked_steps(loop)]:
+    for glet, owner in _suspended(loop):
         if glet.dead:
             continue
         try:
@@ -508,43 +512,60 @@ def unwind_parked(loop: Loop) -> None:
         # the parked step had entered until now.
         loop.call_exception_handler({"message": message, **context})
     loop._parked.clear()
+    loop._green_live.clear()  # what is left belongs to another OS thread: nothing to unwind
     kill_pooled(loop)
     pool = loop._green_pool
     while pool:
         _kill(pool.pop(), me)
 
 
-def _parked_steps(loop: Loop) -> list[tuple[greenlet, asyncio.Task[Any]]]:
-    """The task steps parked by park()'s fast path, each with its greenlet.
+def _suspended(loop: Loop) -> list[tuple[greenlet, Any]]:
+    """Every greenlet suspended in a wait on ``loop``, with its task or green thread (or None).
 
-    Such a step is known by its task's ``_gl_waiter``, and its greenlet by the wake-up it
-    left: its bound ``switch`` among the waiter's done-callbacks or, when the waiter is
-    already done, in a handle on the ready queue.
+    Green threads are the started, unfinished ones (``_green_live``). A task step is known by
+    its task's ``_gl_waiter`` and its greenlet by the wake-up it left: among the waiter's
+    done-callbacks, or, when the waiter is already done, in a handle on the ready queue.
     """
+    found: dict[greenlet, Any] = dict.fromkeys(loop._parked)
+    for gt in loop._green_live:
+        if gt._glet is not None:
+            found[gt._glet] = gt
     waiting = {}
     for task in asyncio.all_tasks(loop):
         fut = getattr(task, "_gl_waiter", None)
         if fut is not None:
             waiting[id(fut)] = (fut, task)
-    steps = {}
     for fut, task in waiting.values():
-        if type(fut) is Waiter:
+        if type(fut) is _Yield:
+            callbacks = [fut]
+        elif type(fut) is Waiter:
             callbacks = [fut._callback]
         else:
             callbacks = [cb for cb, _ in getattr(fut, "_callbacks", None) or ()]
         for cb in callbacks:
-            if type(cb) is _Switch:
-                steps[cb.__self__] = task
+            glet = _resumes(cb)
+            if glet is not None:
+                found[glet] = task
     for handle in loop._ready:  # type: ignore[attr-defined]
-        queued: Any = getattr(handle, "_callback", None)
-        if type(queued) is _Switch and handle._args and id(handle._args[0]) in waiting:
-            steps[queued.__self__] = waiting[id(handle._args[0])][1]
-    return [(glet, task) for glet, task in steps.items() if glet not in loop._parked]
+        glet = _resumes(getattr(handle, "_callback", None))
+        args = getattr(handle, "_args", None)
+        if glet is not None and args and id(args[0]) in waiting:
+            found[glet] = waiting[id(args[0])][1]
+    return list(found.items())
+
+
+def _resumes(callback: Any) -> greenlet | None:
+    """The greenlet a wake-up left by park() or yield_now() would resume, if it is one."""
+    if type(callback) is _Switch:
+        return callback.__self__  # type: ignore[no-any-return]
+    if isinstance(callback, (_Wake, _Yield)):
+        return callback.glet
+    return None
 
 
 def has_parked(loop: Loop) -> bool:
-    """Is any green context parked on ``loop`` (that close() must unwind)?"""
-    if loop._parked:
+    """Is any green context suspended on ``loop`` (that close() must unwind)?"""
+    if loop._parked or loop._green_live:
         return True
     return any(getattr(task, "_gl_waiter", None) is not None for task in asyncio.all_tasks(loop))
 

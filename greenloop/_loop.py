@@ -165,6 +165,7 @@ class Loop(asyncio.SelectorEventLoop):
     # ``self._ready`` lookup in asyncio's code take the slow, unspecialised path (+11 %
     # instructions per callback, measured with cachegrind).
     __slots__ = (
+        "_green_live",
         "_green_pool",
         "_hub",
         "_hub_pool",
@@ -212,7 +213,12 @@ class Loop(asyncio.SelectorEventLoop):
         self._runner: greenlet | None = None
         self._hub_pool: list[greenlet] = []
         # Greenlets suspended in a blocking-style call, so close() can unwind them.
-        self._parked: dict[greenlet, Any] = {}  # greenlet -> its task or green thread (or None)
+        # Suspended greenlets that close() must unwind, found without a per-wait registration
+        # for the common ones: green threads from _green_live (started, not finished), task
+        # steps through their task's _gl_waiter. Only other greenlets that park (no green
+        # thread, no task) are entered in _parked, each for the time it waits.
+        self._parked: dict[greenlet, None] = {}
+        self._green_live: set[Any] = set()
         # Ready queues for green threads whose priority is not the default; the default
         # level is asyncio's own _ready deque, so callbacks keep their FIFO order.
         self._prio_ready: list[collections.deque[Any]] = [

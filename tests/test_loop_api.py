@@ -1347,6 +1347,43 @@ def test_green_close_with_task_parked_on_a_future(green_loop, waiter_done):
     assert [c["message"] for c in contexts] == ["Task was destroyed but it is pending!"] * 2
 
 
+@pytest.mark.parametrize("how", ["thread-sleep0", "task-sleep0", "task-timeout", "thread-timeout"])
+def test_green_close_unwinds_every_kind_of_wait(green_loop, how):
+    # A green thread or task step suspended in sleep(0) (its wake-up already queued) or in a
+    # wait with a timeout is unwound by close() as one parked in a plain wait is.
+    loop = green_loop
+    contexts = []
+    loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+    unwound = []
+
+    def body():
+        try:
+            if how.endswith("sleep0"):
+                while True:
+                    greenloop.sleep(0)
+            greenloop.await_(loop.create_future(), timeout=TIMEOUT)
+        finally:
+            unwound.append("finally ran")
+
+    async def in_task():
+        body()
+
+    async def main():
+        if how.startswith("thread"):
+            greenloop.spawn(body)
+        else:
+            loop.create_task(in_task())
+        await asyncio.sleep(0.02)
+
+    loop.run_until_complete(main())
+    loop.close()
+    assert unwound == ["finally ran"]
+    gc.collect()
+    assert live_greenlets() == []
+    what = "Green thread" if how.startswith("thread") else "Task"
+    assert [c["message"] for c in contexts] == [f"{what} was destroyed but it is pending!"]
+
+
 def test_green_close_from_another_thread_leaves_no_greenlets(green_loop):
     loop = green_loop
 

@@ -137,7 +137,7 @@ def sleep(seconds: float) -> None:
     """Sleep cooperatively: only the calling green thread or task waits."""
     if not (seconds >= 0):
         raise ValueError("sleep length must be non-negative")
-    loop = _resolve_loop("greenloop.sleep()")
+    loop = _running_loops.get(_get_ident()) or _resolve_loop("greenloop.sleep()")
     if loop is None:
         _ORIGINAL_SLEEP(seconds)
         return

@@ -328,7 +328,7 @@ def park(
         if task is None:
             got = hub.switch()  # type: ignore[union-attr]
         else:
-            # _switch_away(), inlined (this is every wait's path)
+            # asyncio's current task is left while we are away (see the module docstring)
             _leave_task(loop, task)
             try:
                 got = hub.switch() if me is not hub else _hand_over(loop)  # type: ignore[union-attr]
@@ -378,15 +378,6 @@ def _disarm(loop: Loop, fut: asyncio.Future[Any] | Waiter, switch: Any) -> None:
             handle.cancel()
 
 
-def _switch_away(loop: Loop, me: greenlet, hub: greenlet | None, task: Any) -> Any:
-    """Switch away from a task step, leaving asyncio's current task for the time we are away."""
-    _leave_task(loop, task)
-    try:
-        return hub.switch() if me is not hub else _hand_over(loop)  # type: ignore[union-attr]
-    finally:
-        _enter_task(loop, task)
-
-
 def _hand_over(loop: Loop) -> Any:
     """Park a task step that runs *on* the hub: another hub runs the loop meanwhile and this
     greenlet keeps the step's stack (it becomes an ex-hub)."""
@@ -406,24 +397,20 @@ class _Yield:
     it must raise CancelledError when it does.
     """
 
-    __slots__ = ("cancel_msg", "cancelled", "glet")
+    # _run is the yielding greenlet's own bound switch, so the run loop's handle._run()
+    # resumes it with no Python frame in between, and no __init__ runs per entry. The other
+    # attributes stay the class's until set: by cancel(), or when the yield ends otherwise
+    # (an exception thrown in) and the run loop must skip the entry.
+    __slots__ = ("__dict__", "_run")
 
-    _cancelled = False  # for the run loop: never skipped
+    _run: Any
+    _cancelled = False
     _callback = None  # for asyncio's slow-callback report in debug mode (_format_handle)
-
-    def __init__(self, glet: greenlet) -> None:
-        self.glet: greenlet | None = glet
-        self.cancelled = False
-        self.cancel_msg: Any = None
-
-    def _run(self) -> None:
-        glet = self.glet
-        if glet is not None:
-            self.glet = None
-            glet.switch()
+    cancelled = False
+    cancel_msg: Any = None
 
     def cancel(self, msg: Any | None = None) -> bool:
-        if self.glet is None or self.cancelled:
+        if self.cancelled or self._cancelled:
             return False
         self.cancelled = True
         self.cancel_msg = msg
@@ -438,7 +425,8 @@ def yield_now(loop: Loop, what: str) -> None:
     me = getcurrent()
     hub = loop._hub
     task = _current_tasks.get(loop)
-    entry = _Yield(me)
+    entry = _Yield()
+    entry._run = me.switch
     if task is None:
         if me is hub or hub is None:
             _green_thread(me, hub, what)  # raises the error that says why we cannot park
@@ -463,14 +451,24 @@ def yield_now(loop: Loop, what: str) -> None:
         loop._parked[me] = None
     else:
         owner._gl_waiter = entry
+    resumed = False
     try:
-        hub.switch() if task is None else _switch_away(loop, me, hub, task)  # type: ignore[union-attr]
+        if task is None:
+            hub.switch()  # type: ignore[union-attr]
+        else:
+            _leave_task(loop, task)  # as in park()
+            try:
+                hub.switch() if me is not hub else _hand_over(loop)  # type: ignore[union-attr]
+            finally:
+                _enter_task(loop, task)
+        resumed = True
     finally:
         if owner is None:
             del loop._parked[me]
         else:
             owner._gl_waiter = None
-        entry.glet = None
+        if not resumed:
+            entry._cancelled = True  # ended otherwise: the queued entry must not resume us
     if entry.cancelled:
         raise asyncio.CancelledError(entry.cancel_msg)
     if gt is not None and gt._gl_must_cancel:
@@ -558,7 +556,9 @@ def _resumes(callback: Any) -> greenlet | None:
     """The greenlet a wake-up left by park() or yield_now() would resume, if it is one."""
     if type(callback) is _Switch:
         return callback.__self__  # type: ignore[no-any-return]
-    if isinstance(callback, (_Wake, _Yield)):
+    if type(callback) is _Yield:
+        return None if callback._cancelled else callback._run.__self__  # type: ignore[no-any-return]
+    if isinstance(callback, _Wake):
         return callback.glet
     return None
 

@@ -515,23 +515,33 @@ class _Thrown(Exception):
     pass
 
 
+@pytest.mark.parametrize("wait", ["future", "sleep0"])
 @pytest.mark.parametrize("where", ["task", "green thread"])
-def test_wait_ended_by_a_thrown_exception_never_gets_its_wakeup_later(where: str) -> None:
-    # A parked wait's wake-up is a done-callback on the future. If the wait ends otherwise
-    # (an exception thrown into the parked greenlet, as close() does) after the future
-    # completed, its wake-up is already queued: it must not run and resume the greenlet
-    # wherever it is by then.
+def test_wait_ended_by_a_thrown_exception_never_gets_its_wakeup_later(where: str, wait: str) -> None:
+    # A parked wait's wake-up is queued when its future completes (or at once, for sleep(0)).
+    # If the wait ends otherwise first (an exception thrown into the parked greenlet, as
+    # close() does), that wake-up must not run later and resume the greenlet wherever it is
+    # by then.
     async def main() -> list[str]:
         loop = asyncio.get_running_loop()
         fut, later = loop.create_future(), loop.create_future()
         events: list[str] = []
-
         parked = []
+
+        def throw_into_parked() -> None:  # on the hub, outside any task, as close() is
+            if wait == "future":
+                fut.set_result(None)  # queues the wake-up...
+            parked[0].throw(_Thrown)  # ...and the wait ends first, otherwise
 
         def blocked() -> None:
             parked.append(greenlet.getcurrent())
             try:
-                greenloop.await_(fut)
+                if wait == "future":
+                    loop.call_later(0.01, throw_into_parked)
+                    greenloop.await_(fut)
+                else:
+                    loop.call_soon(throw_into_parked)  # runs just before the yield's wake-up
+                    greenloop.sleep(0)
             except _Thrown:
                 events.append("thrown")
                 # Parked again at once: a stale wake-up of the first wait would end this one
@@ -543,16 +553,8 @@ def test_wait_ended_by_a_thrown_exception_never_gets_its_wakeup_later(where: str
         async def in_task() -> None:
             blocked()
 
-        waiter = asyncio.ensure_future(in_task()) if where == "task" else greenloop.spawn(blocked)
-        await asyncio.sleep(0.01)
-        (glet,) = parked
-
-        def complete_then_throw() -> None:  # on the hub, outside any task, as close() is
-            fut.set_result(None)  # queues the wake-up...
-            glet.throw(_Thrown)  # ...and the wait ends first, otherwise
-
-        loop.call_soon(complete_then_throw)
         loop.call_later(0.05, later.set_result, "later")
+        waiter = asyncio.ensure_future(in_task()) if where == "task" else greenloop.spawn(blocked)
         with pytest.raises(_Thrown):
             await waiter
         for _ in range(3):  # the loop (and any pooled hub) keeps working

@@ -215,8 +215,27 @@ def await_(awaitable: Awaitable[_T], timeout: float | None = None) -> _T:
     if green is not None and timeout is None and type(awaitable) is _Future and awaitable.get_loop() is green:
         # The common case, a future of the running loop: nothing to wrap, and no timeout that
         # would have to cancel it (a cancelled green thread or task cancels it, as await does).
-        if green._hub is not None:
-            return _hub.park(green, awaitable, None, "greenloop.await_()")  # type: ignore[no-any-return]
+        hub = green._hub
+        if hub is not None:
+            task: Any = _hub._current_tasks.get(green)
+            if task is None:
+                return _hub.park(green, awaitable, None, "greenloop.await_()")  # type: ignore[no-any-return]
+            # _hub.park()'s path for a task step, inlined: the call alone cost 4 % of a round
+            # trip on 3.12 (valgrind), and this is what `await fut` is compared with.
+            me = getcurrent()
+            wake = me.switch
+            task._gl_waiter = awaitable
+            awaitable.add_done_callback(wake)
+            got = None
+            _hub._leave_task(green, task)
+            try:
+                got = hub.switch() if me is not hub else _hub._hand_over(green)
+            finally:
+                _hub._enter_task(green, task)
+                task._gl_waiter = None
+                if got is not awaitable:
+                    _hub._disarm(green, awaitable, wake)
+            return awaitable.result()  # type: ignore[no-any-return]
         return wait(awaitable, None, "greenloop.await_()")  # type: ignore[no-any-return]
     loop = green if green is not None else events._get_running_loop()
     if loop is None and threading.current_thread() is threading.main_thread():

@@ -101,6 +101,7 @@ from .. import _hub
 from .._green import _resolve_loop, wait
 from .._green import sleep as _sleep
 from .._hub import Waiter
+from .._loop import _running_loops
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
@@ -426,7 +427,7 @@ class socket(_StdSocket):
     def _gl_retry(self, op: Callable[..., _T], args: tuple[Any, ...], write: bool, what: str) -> _T:
         """The slow path: ``op(self, *args)`` would block; wait and retry until the timeout."""
         timeout = self._gl_timeout
-        loop = _resolve_loop(what)
+        loop = _running_loops.get(_get_ident()) or _resolve_loop(what)  # the common case first
         if timeout is None and loop is not None:
             while True:  # the common case, kept to the fewest calls: no deadline, on a loop
                 self._gl_park(loop, write, None, what)

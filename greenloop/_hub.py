@@ -10,7 +10,8 @@ here:
   switches to the hub. A task step running *on* the hub cannot switch to itself, so it hands
   the loop to another hub (from a pool) and keeps its own stack; it is now an ex-hub whose
   only job is to finish that step. When ``fut`` completes, its done-callback, running on the
-  current hub, switches into the parked greenlet.
+  current hub, switches into the parked greenlet (usually that callback *is* the greenlet's
+  bound ``switch``: no Python runs to wake it).
 * An ex-hub that finishes its step notices, in ``Loop._run_iterations``, that it is no longer
   the hub; it retires to the pool and switches back to the hub that woke it.
 * The hub that observes ``stop()`` returns, which resumes ``run_forever()``'s caller (every

@@ -175,6 +175,7 @@ class Loop(asyncio.SelectorEventLoop):
         "_prio_ready",
         "_runner",
         "_running_level",
+        "_takeovers",
     )
 
     if TYPE_CHECKING:
@@ -212,6 +213,7 @@ class Loop(asyncio.SelectorEventLoop):
         self._hub: greenlet | None = None
         self._runner: greenlet | None = None
         self._hub_pool: list[greenlet] = []
+        self._takeovers = 0  # ex-hubs that took the loop back (_hub._hand_over); for debug mode
         # Greenlets suspended in a blocking-style call, so close() can unwind them.
         # Suspended greenlets that close() must unwind, found without a per-wait registration
         # for the common ones: green threads from _green_live (started, not finished), task
@@ -449,7 +451,10 @@ class Loop(asyncio.SelectorEventLoop):
             ntodo = len(ready)
             if self._debug:
                 for _ in range(ntodo):
-                    handle = ready.popleft()  # specialised by CPython; a bound method is not
+                    try:
+                        handle = ready.popleft()
+                    except IndexError:  # see below
+                        break
                     if handle._cancelled:
                         continue
                     self._run_debug(handle)
@@ -457,7 +462,13 @@ class Loop(asyncio.SelectorEventLoop):
                         return False
             else:
                 for _ in range(ntodo):
-                    handle = ready.popleft()  # specialised by CPython; a bound method is not
+                    # A hub that was displaced by an ex-hub taking over (_hub._hand_over)
+                    # finishes this iteration when it next becomes the hub; other hubs may
+                    # have drained the queue meanwhile. (A try costs nothing on 3.11+.)
+                    try:
+                        handle = ready.popleft()  # specialised by CPython; a bound method is not
+                    except IndexError:
+                        break
                     if handle._cancelled:
                         continue
                     handle._run()
@@ -483,10 +494,15 @@ class Loop(asyncio.SelectorEventLoop):
             ntodo = len(queue)
             if not ntodo:
                 continue
-            self._prio_pending -= ntodo
-            self._running_level = level
             for _ in range(ntodo):
-                handle = queue.popleft()
+                # Counted and labelled per entry, not per batch: a hub displaced in here
+                # (see _run_iterations) comes back to a queue and a level others have changed.
+                try:
+                    handle = queue.popleft()
+                except IndexError:
+                    break
+                self._prio_pending -= 1
+                self._running_level = level
                 if handle._cancelled:
                     continue
                 if self._debug:
@@ -515,9 +531,12 @@ class Loop(asyncio.SelectorEventLoop):
         try:
             self._current_handle = handle
             t0 = self.time()
+            takeovers = self._takeovers
             handle._run()
             dt = self.time() - t0
-            if dt >= self.slow_callback_duration:
+            # A callback that woke an ex-hub which took over returns only when this hub is
+            # next handed the loop: that wait is not the callback's.
+            if dt >= self.slow_callback_duration and takeovers == self._takeovers:
                 # Looked up at call time: tests (and users) may replace asyncio's logger.
                 base_events.logger.warning(  # type: ignore[attr-defined]
                     "Executing %s took %.3f seconds",

@@ -1475,3 +1475,94 @@ def test_install_sets_the_policy():
             lp.close()
     finally:
         asyncio.set_event_loop_policy(old)
+
+
+def _takeover_scenario(loop, log):
+    """Task a blocks once and is woken in the same batch as three callbacks; its step then
+    finishes on the ex-hub, which takes the loop over while the hub that woke it is still in
+    that batch. Task b then blocks when the ready queue is empty, so the displaced hub is
+    handed the loop back with three entries of its old batch left and none in the queue.
+    """
+    fut_a, fut_b = loop.create_future(), loop.create_future()
+
+    async def a():
+        greenloop.await_(fut_a)
+        log.append("a done")
+
+    async def b():
+        await asyncio.sleep(0.01)
+        log.append("b blocks")
+        greenloop.await_(fut_b)
+        log.append("b done")
+
+    def wake_a_with_company():
+        fut_a.set_result(None)  # queues a's wake-up, then:
+        for i in range(3):
+            loop.call_soon(log.append, f"cb{i}")
+
+    async def main():
+        tasks = [loop.create_task(a()), loop.create_task(b())]
+        await asyncio.sleep(0)
+        loop.call_soon(wake_a_with_company)
+        loop.call_later(0.05, fut_b.set_result, None)
+        await asyncio.gather(*tasks)
+
+    return main()
+
+
+def test_green_hub_displaced_by_a_takeover_resumes_safely(green_loop):
+    # An ex-hub whose step finishes takes the loop back from the hub that woke it (one switch
+    # fewer per round trip). That hub resumes its unfinished batch later, when the queue may
+    # be empty; the loop must not fail, and callbacks keep their order.
+    loop = green_loop
+    contexts = []
+    loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+    log = []
+    loop.run_until_complete(_takeover_scenario(loop, log))
+    assert log == ["a done", "cb0", "cb1", "cb2", "b blocks", "b done"]
+    assert loop._takeovers >= 1  # the path under test was taken
+    assert contexts == []
+    # A second run on the same loop, then close: pooled hubs (one still inside the callback
+    # with which it woke a) end quietly, without an "Exception in callback" report.
+    log.clear()
+    loop.run_until_complete(_takeover_scenario(loop, log))
+    assert log == ["a done", "cb0", "cb1", "cb2", "b blocks", "b done"]
+    loop.close()
+    gc.collect()
+    assert contexts == []
+    assert live_greenlets() == []
+
+
+def test_green_debug_slow_callback_report_ignores_takeover_waits(green_loop, caplog):
+    # In debug mode a callback that took too long is reported. The callback that woke an
+    # ex-hub which then took the loop over returns only when its hub is handed the loop
+    # again: that wait is not the callback's, and only the really slow callback is named.
+    loop = green_loop
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.05
+    fut = loop.create_future()
+
+    def slow():
+        time.sleep(0.1)
+
+    async def blocker():
+        greenloop.await_(fut)
+        loop.call_soon(slow)  # runs on the ex-hub after it took over, before the old hub resumes
+
+    async def main():
+        task = loop.create_task(blocker())
+        await asyncio.sleep(0)
+        loop.call_soon(fut.set_result, None)
+        await task
+        await asyncio.sleep(0.01)
+        # Block once more so the displaced hub is handed the loop and its callback returns.
+        later = loop.create_future()
+        loop.call_soon(later.set_result, None)
+        greenloop.await_(later)
+
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        loop.run_until_complete(main())
+    assert loop._takeovers >= 1
+    slow_reports = [r.getMessage() for r in caplog.records if "took" in r.getMessage()]
+    assert len(slow_reports) == 1, slow_reports
+    assert "slow" in slow_reports[0]

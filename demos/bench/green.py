@@ -99,6 +99,7 @@ _FD_RESERVE = 256
 FULL_OPS = 20_000
 QUICK_OPS = 2_000
 FULL_WAKE_OPS = 20_000
+PAIRED_WAKE_OPS = 200_000  # per side, in 200 chunks of 1,000
 QUICK_WAKE_OPS = 2_000
 CHUNKS = 5
 # Sleepers sleep until a deadline set before they are spawned (see _hold_seconds); a run in
@@ -923,6 +924,61 @@ def wake_worker(runner: str, kind: str, ops: int, chunks: int) -> dict[str, Any]
     }
 
 
+PAIRED_CHUNKS = 200
+
+
+def paired_wake_worker(kind: str, ops: int, chunks: int = PAIRED_CHUNKS) -> dict[str, Any]:
+    """Blocking-style and ``await`` round trips interleaved in one task; JSON-able.
+
+    One coroutine alternates a chunk of blocking-style round trips (plain calls inside its
+    step) with a chunk of the same round trips awaited, ``chunks`` times. Each pair of
+    chunks runs within a few milliseconds, so a neighbour's load or a frequency change hits
+    both sides alike and the pair's ratio survives noise that makes separate processes
+    differ by 2x on this host. Reported: the median of the pair ratios, and the ratio of
+    each side's fastest chunk.
+    """
+    import greenloop
+
+    pair = _socketpair()
+    per_chunk = max(1, ops // chunks)
+
+    async def main() -> list[tuple[float, float]]:
+        loop = asyncio.get_running_loop()
+        handoff = kind == "future-handoff"
+        block = _await_rounds(kind, loop, pair, True) if handoff else None
+        sync_rounds = _gl_rounds(kind, loop, pair)
+        awaited = _await_rounds(kind, loop, pair, False)
+        out = []
+        for i in range(chunks + chunks // 10):  # the first tenth warms up
+            span = _Span()
+            if block is not None:
+                await block(per_chunk)
+            else:
+                sync_rounds(per_chunk)
+            blk = span.per(per_chunk)[0]
+            span = _Span()
+            await awaited(per_chunk)
+            aw = span.per(per_chunk)[0]
+            if i >= chunks // 10:
+                out.append((blk, aw))
+        return out
+
+    timed = greenloop.run(main())
+    for sock in pair:
+        sock.close()
+    ratios = [_block_ratio(kind, b, a) or 0.0 for b, a in timed]
+    best_b, best_a = min(b for b, _ in timed), min(a for _, a in timed)
+    return {
+        "kind": kind,
+        "chunks": chunks,
+        "per_chunk": per_chunk,
+        "ratio_median": statistics.median(ratios),
+        "ratio_best": _block_ratio(kind, best_b, best_a),
+        "block_best_us": best_b * 1e6,
+        "await_best_us": best_a * 1e6,
+    }
+
+
 def _gevent_rounds(kind: str, pair: Any) -> Callable[[int], None]:
     import gevent
     import gevent.event
@@ -1433,7 +1489,7 @@ def main(argv: list[str] | None = None) -> int:
         "greenloop.wait_readable), auto (green if importable; the default)",
     )
     # The worker side: one configuration, one JSON line on stdout.
-    parser.add_argument("--worker", choices=("scale", "wake"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=("scale", "wake", "wake-paired"), help=argparse.SUPPRESS)
     parser.add_argument("--framework", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--hold-factor", type=float, default=HOLD_FACTOR, help=argparse.SUPPRESS)
@@ -1450,6 +1506,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.worker == "wake":
         print(json.dumps(wake_worker(args.runner, args.kind, args.wake_ops or FULL_WAKE_OPS, CHUNKS)))
+        return 0
+    if args.worker == "wake-paired":
+        print(json.dumps(paired_wake_worker(args.kind, args.wake_ops or PAIRED_WAKE_OPS)))
         return 0
 
     if args.from_json:

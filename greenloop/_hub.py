@@ -43,7 +43,7 @@ from . import _loop
 if TYPE_CHECKING:
     from ._loop import Loop
 
-__all__ = ["BlockingCallError", "Waiter", "park", "run_hub", "unwind_parked", "yield_now"]
+__all__ = ["BlockingCallError", "Waiter", "park", "run_hub", "take_over", "unwind_parked", "yield_now"]
 
 _enter_task = _tasks._enter_task
 _leave_task = _tasks._leave_task
@@ -113,42 +113,57 @@ _NEW_HUB = object()
 
 def _pooled_hub(loop: Loop) -> greenlet | None:
     pool = loop._hub_pool
+    runner = loop._runner
     while pool:
         hub = pool.pop()
         if not hub.dead:
-            try:
-                hub.parent = loop._runner
-            except ValueError:  # the runner descends from this hub: never reuse it
-                continue
+            if hub.parent is not runner:
+                try:
+                    hub.parent = runner
+                except ValueError:  # the runner descends from this hub: never reuse it
+                    continue
             return hub
     return None
 
 
 def _hub_main(loop: Loop) -> None:
     me = getcurrent()
-    while True:
-        if loop._run_iterations(me):
-            return  # stop() observed: back to run_forever() in the runner greenlet
-        # A step we ran blocked, was resumed by the hub and has finished.
+    while not loop._run_iterations(me):
+        # A step we ran blocked, was resumed by the hub and has finished, and we could not
+        # take the loop over (see take_over): switch back to that hub and retire.
         current = loop._hub
-        if current is None or loop.is_closed():
+        if current is None or loop._closed:  # type: ignore[attr-defined]
             return  # unwound by close(), or resumed by kill_pooled() to end
-        # The hub that resumed us is suspended in the callback that did it, a place from
-        # which it can go on running the loop whenever it is resumed. So rather than switch
-        # back to it, take the loop over: it goes to the pool, we are the hub again, and a
-        # step that blocks once per run costs two switches, not three.
-        if me.parent is not loop._runner:  # we parked across two run_forever() calls
-            try:
-                me.parent = loop._runner
-            except ValueError:  # the runner descends from us: switch back and retire
-                loop._hub_pool.append(me)
-                current.switch()  # resumed when taken from the pool to be the hub again
-                if loop._hub is not me:
-                    return  # resumed by kill_pooled() to end
-                continue
-        loop._hub_pool.append(current)
-        loop._hub = me
-        loop._takeovers += 1
+        loop._hub_pool.append(me)
+        current.switch()  # resumed when taken from the pool to be the hub again
+        if loop._hub is not me:
+            return  # resumed by kill_pooled() to end
+    # stop() observed: back to run_forever() in the runner greenlet
+
+
+def take_over(loop: Loop, me: greenlet) -> bool:
+    """Called by hub ``me``'s run loop when a step it ran blocked and has now finished.
+
+    The hub that resumed the step is suspended in the callback that did it, a place from
+    which it can go on running the loop whenever it is resumed. So rather than switch back
+    to it, ``me`` takes the loop over and goes on with its own iteration; the other hub goes
+    to the pool. A task step that blocks once costs two switches, not three. Returns False
+    when ``me`` must stop running the loop instead (close() unwinding it, or a runner it
+    cannot return to).
+    """
+    current = loop._hub
+    if current is None or loop._closed:  # type: ignore[attr-defined]
+        return False
+    runner = loop._runner
+    if me.parent is not runner:  # we parked across two run_forever() calls
+        try:
+            me.parent = runner
+        except ValueError:  # the runner descends from us: retire in _hub_main instead
+            return False
+    loop._hub_pool.append(current)
+    loop._hub = me
+    loop._takeovers += 1
+    return True
 
 
 class _Wake:

@@ -213,7 +213,7 @@ class Loop(asyncio.SelectorEventLoop):
         self._hub: greenlet | None = None
         self._runner: greenlet | None = None
         self._hub_pool: list[greenlet] = []
-        self._takeovers = 0  # ex-hubs that took the loop back (_hub._hand_over); for debug mode
+        self._takeovers = 0  # ex-hubs that took the loop back (_hub.take_over); for debug mode
         # Greenlets suspended in a blocking-style call, so close() can unwind them.
         # Suspended greenlets that close() must unwind, found without a per-wait registration
         # for the common ones: green threads from _green_live (started, not finished), task
@@ -384,9 +384,10 @@ class Loop(asyncio.SelectorEventLoop):
     def _run_iterations(self, me: greenlet) -> bool:
         """Run loop iterations on hub ``me``: the only place where callbacks are called.
 
-        Returns True when stop() was observed, False when ``me`` stopped being the hub
-        because a task step it was running made a blocking-style call (another hub took
-        over; the step has now finished and ``me`` must retire).
+        Returns True when stop() was observed. A task step that ``me`` runs may make a
+        blocking-style call: another hub runs the loop meanwhile, and when the step has
+        finished ``me`` takes the loop back (``_hub.take_over``) and goes on; False when it
+        cannot and must stop running the loop instead.
         """
         handle: Any
         ready = self._ready
@@ -458,11 +459,11 @@ class Loop(asyncio.SelectorEventLoop):
                     if handle._cancelled:
                         continue
                     self._run_debug(handle)
-                    if self._hub is not me:
+                    if self._hub is not me and not _hub.take_over(self, me):
                         return False
             else:
                 for _ in range(ntodo):
-                    # A hub that was displaced by an ex-hub taking over (_hub._hand_over)
+                    # A hub that was displaced by an ex-hub taking over (_hub.take_over)
                     # finishes this iteration when it next becomes the hub; other hubs may
                     # have drained the queue meanwhile. (A try costs nothing on 3.11+.)
                     try:
@@ -472,9 +473,9 @@ class Loop(asyncio.SelectorEventLoop):
                     if handle._cancelled:
                         continue
                     handle._run()
-                    # The step just run may have blocked and been resumed after another hub
-                    # took over: then this greenlet must stop running the loop (one compare).
-                    if self._hub is not me:
+                    # The step just run may have blocked and been resumed by another hub,
+                    # which ran the loop meanwhile: take it back (one compare when not).
+                    if self._hub is not me and not _hub.take_over(self, me):
                         return False
             handle = None  # break reference cycles through a failed callback
 
@@ -509,7 +510,7 @@ class Loop(asyncio.SelectorEventLoop):
                     self._run_debug(handle)
                 else:
                     handle._run()
-                if self._hub is not me:
+                if self._hub is not me and not _hub.take_over(self, me):
                     self._running_level = PRIORITY_DEFAULT
                     return False
         self._running_level = PRIORITY_DEFAULT

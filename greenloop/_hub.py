@@ -13,7 +13,9 @@ here:
   current hub, switches into the parked greenlet (usually that callback *is* the greenlet's
   bound ``switch``: no Python runs to wake it).
 * An ex-hub that finishes its step notices, in ``Loop._run_iterations``, that it is no longer
-  the hub; it retires to the pool and switches back to the hub that woke it.
+  the hub. The hub that woke it is suspended in the waking callback, so rather than switch
+  back, the ex-hub takes the loop over (``take_over``) and that hub goes to the pool; it
+  finishes its batch of callbacks when it is next handed the loop.
 * The hub that observes ``stop()`` returns, which resumes ``run_forever()``'s caller (every
   hub's parent is that caller, so parent chains never form a cycle).
 

@@ -30,7 +30,7 @@ import shutil
 import subprocess
 import sys
 
-from .green import WAKE_KINDS
+from .green import WAKE_KINDS, _block_ratio
 from .loop_micro import BENCHMARKS, LOOPS
 
 # Two small scales: valgrind runs Python ~50x slower, and only the difference matters. The echo
@@ -89,7 +89,8 @@ def _wake_table(kinds: list[str]) -> None:
     print("|---|" + "---:|" * (len(WAKE_RUNNERS) + 1))
     for kind in kinds:
         counts = {runner: wake_instructions(runner, kind) for runner in WAKE_RUNNERS}
-        ratio = counts["greenloop-task-block"] / counts["greenloop-task-await"]
+        # As in demos.bench.green: for the hand-off, the second wait of each round alone.
+        ratio = _block_ratio(kind, counts["greenloop-task-block"], counts["greenloop-task-await"]) or 0.0
         cells = [kind, *(f"{counts[r]:,.0f}" for r in WAKE_RUNNERS), f"{ratio:.3f}x"]
         print("| " + " | ".join(cells) + " |", flush=True)
 

@@ -1566,3 +1566,34 @@ def test_green_debug_slow_callback_report_ignores_takeover_waits(green_loop, cap
     slow_reports = [r.getMessage() for r in caplog.records if "took" in r.getMessage()]
     assert len(slow_reports) == 1, slow_reports
     assert "slow" in slow_reports[0]
+
+
+def test_green_ex_hub_taking_over_in_a_later_run_returns_to_that_runs_caller(green_loop):
+    # A step blocked in one run_forever() (called from the main greenlet) and finished in the
+    # next (called from another greenlet): the ex-hub takes the loop over, and when that run
+    # stops it must return to the greenlet that started that run, not to the first one.
+    import greenlet as greenlet_module
+
+    loop = green_loop
+    fut = loop.create_future()
+    log = []
+
+    async def blocked():
+        greenloop.await_(fut)
+        log.append("step finished")
+
+    async def first():
+        loop.create_task(blocked())
+        await asyncio.sleep(0.01)
+
+    async def second():
+        fut.set_result(None)
+        await asyncio.sleep(0.01)
+        return "second done"
+
+    loop.run_until_complete(first())
+    runner = greenlet_module.greenlet(lambda: loop.run_until_complete(second()))
+    result = runner.switch()
+    assert (result, runner.dead) == ("second done", True)
+    assert log == ["step finished"]
+    assert loop._takeovers >= 1

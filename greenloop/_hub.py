@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import operator
+import sys
 import threading
 from asyncio import tasks as _tasks
 from collections.abc import Callable
@@ -68,9 +69,10 @@ def run_hub(loop: Loop) -> None:
     loop._runner = getcurrent()
     hub = _pooled_hub(loop)
     # Only on stacks we know to be large: the main thread's, or threads started with the
-    # default size (threading.stack_size() lets a program choose far smaller ones).
+    # default size (threading.stack_size() lets a program choose far smaller ones); and only
+    # with recursion depth to spare, since a hub inherits the depth it was started at.
     big_stack = threading.current_thread() is threading.main_thread() or not threading.stack_size()
-    bands = _BANDS if big_stack else 1
+    bands = _BANDS if big_stack and _headroom() > _MIN_HEADROOM else 1
     made = 0
     while True:
         if hub is None:
@@ -108,6 +110,20 @@ def _deeper(calls: int, fn: Callable[[], Any]) -> Any:
 
 
 _c_call = operator.call
+# Recursion depth that must be left (below sys.getrecursionlimit()) for bands to be used:
+# code on the deepest band then still has about 250 levels more than the limit's default
+# minus what the runner already used.
+_MIN_HEADROOM = 300
+
+
+def _headroom() -> int:
+    """How many more Python frames the current greenlet may push (once per run_forever())."""
+    depth = 0
+    frame: Any = sys._getframe()
+    while frame is not None:
+        depth += 1
+        frame = frame.f_back
+    return sys.getrecursionlimit() - depth
 
 
 _NEW_HUB = object()

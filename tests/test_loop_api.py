@@ -1597,3 +1597,36 @@ def test_green_ex_hub_taking_over_in_a_later_run_returns_to_that_runs_caller(gre
     assert (result, runner.dead) == ("second done", True)
     assert log == ["step finished"]
     assert loop._takeovers >= 1
+
+
+def test_green_hubs_started_from_deep_recursion_keep_working(green_loop):
+    # Hubs started a band deeper on the C stack inherit that much more recursion depth; run
+    # from code already near the recursion limit, the loop must not start them deeper
+    # (blocking steps in several tasks at once need several hubs).
+    loop = green_loop
+    futs = [loop.create_future() for _ in range(4)]
+    done = []
+
+    async def blocked(i):
+        greenloop.await_(futs[i])
+        done.append(i)
+
+    async def main():
+        tasks = [loop.create_task(blocked(i)) for i in range(4)]
+        await asyncio.sleep(0)
+        for fut in futs:
+            loop.call_soon(fut.set_result, None)
+        await asyncio.gather(*tasks)
+
+    def at_depth(left):
+        if left > 0:
+            return at_depth(left - 1)
+        return loop.run_until_complete(main())
+
+    depth = 0
+    frame = sys._getframe()
+    while frame is not None:
+        depth += 1
+        frame = frame.f_back
+    at_depth(sys.getrecursionlimit() - depth - 55)  # 55 frames of headroom left
+    assert sorted(done) == [0, 1, 2, 3]

@@ -68,19 +68,17 @@ def run_hub(loop: Loop) -> None:
     """
     loop._runner = getcurrent()
     hub = _pooled_hub(loop)
-    # Only on stacks we know to be large: the main thread's, or threads started with the
-    # default size (threading.stack_size() lets a program choose far smaller ones); and only
-    # with recursion depth to spare, since a hub inherits the depth it was started at.
-    big_stack = threading.current_thread() is threading.main_thread() or not threading.stack_size()
-    bands = _BANDS if big_stack and _headroom() > _MIN_HEADROOM else 1
     made = 0
     while True:
         if hub is None:
             hub = greenlet(functools.partial(_hub_main, loop), parent=loop._runner)
             loop._hub = hub
             # Hubs start at different depths of the C stack (see _deeper): the first at the
-            # runner's own, each of the next few a band deeper.
-            got = _deeper(_BAND_CALLS * made, hub.switch) if 0 < made < bands else hub.switch()
+            # runner's own, each of the next few a band deeper where there is room.
+            if 0 < made < _BANDS and _room_for_bands():
+                got = _deeper(_BAND_CALLS * made, hub.switch)
+            else:
+                got = hub.switch()
             made += 1
         else:
             loop._hub = hub
@@ -116,14 +114,19 @@ _c_call = operator.call
 _MIN_HEADROOM = 300
 
 
-def _headroom() -> int:
-    """How many more Python frames the current greenlet may push (once per run_forever())."""
+def _room_for_bands() -> bool:
+    """Whether a hub may start bands deeper: only on stacks known to be large (the main
+    thread's, or a thread's of the default size: threading.stack_size() can choose far
+    smaller ones), and with recursion depth to spare, since a hub inherits the depth it
+    starts at. Asked only when a second to fourth hub is made, never on pure-async runs."""
+    if threading.current_thread() is not threading.main_thread() and threading.stack_size():
+        return False
     depth = 0
     frame: Any = sys._getframe()
     while frame is not None:
         depth += 1
         frame = frame.f_back
-    return sys.getrecursionlimit() - depth
+    return sys.getrecursionlimit() - depth > _MIN_HEADROOM
 
 
 _NEW_HUB = object()

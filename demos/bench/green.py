@@ -1606,31 +1606,29 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"[scale {r + 1}/{repeat}] N={n:,} {fw}: {shown}", file=sys.stderr, flush=True)
                     checkpoint()
     if not args.no_wake:
+        paired_ops = max(wake_ops * 10, PAIRED_CHUNKS)
         for r in range(meta["wake_repeat"]):
             for kind in WAKE_KINDS:
-                for runner in WAKE_RUNNERS:
+                # Each runner in its own process, then the interleaved pairs (PAIRED).
+                for runner in (*WAKE_RUNNERS, PAIRED):
                     cell = wake_runs.setdefault(kind, {}).setdefault(runner, [])
                     if len(cell) > r:
-                        continue
-                    cmd = ["--worker", "wake", "--runner", runner, "--kind", kind]
-                    res = _child([*cmd, "--wake-ops", str(wake_ops)], 300)
-                    cell.append(res)
-                    shown = res["error"] if "error" in res else f"{res['round_us']:.2f} µs CPU"
-                    print(
-                        f"[wake {r + 1}/{meta['wake_repeat']}] {kind} {runner}: {shown}",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                    checkpoint()
-                cell = wake_runs.setdefault(kind, {}).setdefault(PAIRED, [])
-                if len(cell) <= r:
-                    paired_ops = max(wake_ops * 10, PAIRED_CHUNKS)
-                    cmd = ["--worker", "wake-paired", "--kind", kind, "--wake-ops", str(paired_ops)]
+                        continue  # measured before the run was resumed
+                    if runner == PAIRED:
+                        cmd = ["--worker", "wake-paired", "--kind", kind, "--wake-ops", str(paired_ops)]
+                    else:
+                        cmd = ["--worker", "wake", "--runner", runner, "--kind", kind]
+                        cmd += ["--wake-ops", str(wake_ops)]
                     res = _child(cmd, 300)
                     cell.append(res)
-                    shown = res["error"] if "error" in res else f"{res['ratio_median']:.3f}x"
+                    if "error" in res:
+                        shown = res["error"]
+                    elif runner == PAIRED:
+                        shown = f"block/await {res['ratio_median']:.3f}x"
+                    else:
+                        shown = f"{res['round_us']:.2f} µs CPU"
                     print(
-                        f"[wake {r + 1}/{meta['wake_repeat']}] {kind} block/await interleaved: {shown}",
+                        f"[wake {r + 1}/{meta['wake_repeat']}] {kind} {runner}: {shown}",
                         file=sys.stderr,
                         flush=True,
                     )

@@ -274,9 +274,27 @@ class GreenThread(asyncio.Future, Generic[_T]):  # type: ignore[type-arg]
     helper that accepts futures (``gather``, ``wait``, ``wait_for``) work on it.
     """
 
-    _gl_waiter: asyncio.Future[Any] | None = None
-    _gl_must_cancel = False
-    _gl_cancel_msg: Any = None
+    # No __dict__: a blocked green thread keeps as few objects alive as it can, for memory
+    # and because each one is walked by every full garbage collection.
+    __slots__ = (
+        "_args",
+        "_context",
+        "_fn",
+        "_fn_name",
+        "_gl_cancel_msg",
+        "_gl_had_waiters",
+        "_gl_must_cancel",
+        "_gl_waiter",
+        "_glet",
+        "_kwargs",
+        "_priority",
+        "name",
+    )
+
+    _gl_waiter: asyncio.Future[Any] | Any | None
+    _gl_must_cancel: bool
+    _gl_cancel_msg: Any
+    _gl_had_waiters: bool
 
     def __init__(
         self,
@@ -298,6 +316,10 @@ class GreenThread(asyncio.Future, Generic[_T]):  # type: ignore[type-arg]
         self._context = context if context is not None else contextvars.copy_context()
         self._glet: greenlet | None = None
         self.priority = priority
+        self._gl_waiter = None
+        self._gl_must_cancel = False
+        self._gl_cancel_msg = None
+        self._gl_had_waiters = False
 
     @property
     def priority(self) -> int:
@@ -321,7 +343,7 @@ class GreenThread(asyncio.Future, Generic[_T]):  # type: ignore[type-arg]
             return
         loop: Loop = self.get_loop()  # type: ignore[assignment]
         pool = loop._green_pool
-        glet = pool.pop() if pool else greenlet(_green_main, parent=loop._hub)
+        glet = pool.pop() if pool else _ThreadGreenlet(_green_main, parent=loop._hub)
         self._glet = glet
         # The thread's contextvars context is its greenlet's own (greenlet switches it with
         # the stack), so fn runs in it without Context.run: one C-level call fewer on every
@@ -330,7 +352,7 @@ class GreenThread(asyncio.Future, Generic[_T]):  # type: ignore[type-arg]
         # Handed over as an attribute, not as a switch() argument: greenlet keeps the
         # arguments of a greenlet's first switch for as long as its run function runs, and
         # a pooled green-thread greenlet's never returns (it would keep its first thread).
-        glet.gt = self  # type: ignore[attr-defined]
+        glet.gt = self
         loop._green_live.add(self)
         glet.switch()
 
@@ -385,8 +407,6 @@ class GreenThread(asyncio.Future, Generic[_T]):  # type: ignore[type-arg]
         # one of them. There is no public way to ask, so look at what was scheduled.
         return self._gl_had_waiters
 
-    _gl_had_waiters = False
-
     def add_done_callback(self, fn: Callable[[Any], object], *, context: Any = None) -> None:
         self._gl_had_waiters = True
         super().add_done_callback(fn, context=context)
@@ -425,6 +445,17 @@ class GreenThread(asyncio.Future, Generic[_T]):  # type: ignore[type-arg]
         if not done.wait(timeout):
             raise TimeoutError
         return self.result()  # type: ignore[no-any-return]
+
+
+class _ThreadGreenlet(greenlet):  # type: ignore[misc]
+    """The greenlet of green threads: ``gt`` is the thread it runs (None while pooled).
+
+    A slot rather than an attribute in the greenlet's __dict__: one object fewer per thread.
+    """
+
+    __slots__ = ("gt",)
+
+    gt: GreenThread[Any] | None
 
 
 def _finished() -> None:

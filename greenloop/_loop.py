@@ -86,22 +86,26 @@ class GreenTask(asyncio.Task):  # type: ignore[type-arg]
 
     # _gl_waiter: the future a blocking-style call in this task waits on, else None.
     # _gl_cancels: cancel() requests delivered through _gl_waiter (not counted by asyncio).
-    _gl_waiter: asyncio.Future[Any] | None = None
-    _gl_cancels = 0
+    # Slots, unset until first used (read with a default): no __dict__, so a task takes no
+    # attributes beyond asyncio's, as asyncio's own Task, and keeps no extra object alive.
+    __slots__ = ("_gl_cancels", "_gl_waiter")
+
+    _gl_waiter: asyncio.Future[Any] | Any | None
+    _gl_cancels: int
 
     def cancel(self, msg: Any | None = None) -> bool:
-        waiter = self._gl_waiter
+        waiter = getattr(self, "_gl_waiter", None)
         if waiter is not None and not self.done() and waiter.cancel(msg):
             self._log_traceback = False
-            self._gl_cancels += 1
+            self._gl_cancels = getattr(self, "_gl_cancels", 0) + 1
             return True
         return super().cancel(msg)
 
     def cancelling(self) -> int:
-        return super().cancelling() + self._gl_cancels
+        return super().cancelling() + getattr(self, "_gl_cancels", 0)
 
     def uncancel(self) -> int:
-        if self._gl_cancels:
+        if getattr(self, "_gl_cancels", 0):
             self._gl_cancels -= 1
             return self.cancelling()
         return super().uncancel()

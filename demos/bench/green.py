@@ -146,6 +146,22 @@ def _settled_rss_kib() -> int:
     return _rss_kib()
 
 
+def _tracked_objects() -> int:
+    """Objects the cyclic garbage collector tracks (read after ``_settled_rss_kib``)."""
+    return len(gc.get_objects())
+
+
+def _full_gc_s() -> float:
+    """Seconds one full collection takes now (median of 3): it walks every tracked object,
+    live ones too, so this is the pause that N blocked threads add to each full collection."""
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        gc.collect()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def _raise_nofile() -> int:
     """Raise the soft descriptor limit to the hard one; return the limit now in force."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -358,6 +374,7 @@ def _scale_sync(
     warm_sw = _sync_switch(api, warm_ops, 1)[0]
     measure_s = (time.perf_counter() - t0) * 10
     rss0 = _settled_rss_kib()
+    objects0 = _tracked_objects()
 
     # Odd slots first: the receivers, then the future waiters.
     span = _Span()
@@ -388,6 +405,8 @@ def _scale_sync(
     second_cpu, second_wall = span.per(1)
     start_cpu, start_wall = (first_cpu + second_cpu) / n, (first_wall + second_wall) / n
     rss1 = _settled_rss_kib()
+    objects1 = _tracked_objects()
+    gc_pause = _full_gc_s()
 
     sj = _sync_spawn_join(api, ops, chunks)
     sw = _sync_switch(api, ops, chunks)
@@ -421,6 +440,8 @@ def _scale_sync(
         "rss_before_kib": rss0,
         "rss_after_kib": rss1,
         "kib_per_thread": (rss1 - rss0) / n,
+        "objects_per_thread": (objects1 - objects0) / n,
+        "gc_pause_ms": gc_pause * 1e3,
         "start_us_per_thread": start_cpu * 1e6,
         "start_wall_us_per_thread": start_wall * 1e6,
         **_chunk_stats("spawn_join", sj),
@@ -629,6 +650,7 @@ async def _scale_async(n: int, *, nofile: int, ops: int, chunks: int, factor: fl
     warm_sw = (await _a_switch(loop, warm_ops, 1))[0]
     measure_s = (time.perf_counter() - t0) * 10
     rss0 = _settled_rss_kib()
+    objects0 = _tracked_objects()
 
     # The same order and deadline as _scale_sync.
     span = _Span()
@@ -657,6 +679,8 @@ async def _scale_async(n: int, *, nofile: int, ops: int, chunks: int, factor: fl
     second_cpu, second_wall = span.per(1)
     start_cpu, start_wall = (first_cpu + second_cpu) / n, (first_wall + second_wall) / n
     rss1 = _settled_rss_kib()
+    objects1 = _tracked_objects()
+    gc_pause = _full_gc_s()
 
     sj = await _a_spawn_join(loop, ops, chunks)
     sw = await _a_switch(loop, ops, chunks)
@@ -695,6 +719,8 @@ async def _scale_async(n: int, *, nofile: int, ops: int, chunks: int, factor: fl
         "rss_before_kib": rss0,
         "rss_after_kib": rss1,
         "kib_per_thread": (rss1 - rss0) / n,
+        "objects_per_thread": (objects1 - objects0) / n,
+        "gc_pause_ms": gc_pause * 1e3,
         "start_us_per_thread": start_cpu * 1e6,
         "start_wall_us_per_thread": start_wall * 1e6,
         **_chunk_stats("spawn_join", sj),
@@ -1113,6 +1139,8 @@ def _machine(command: str) -> dict[str, Any]:
 
 _SCALE_METRICS = (
     ("kib_per_thread", "memory per blocked thread, KiB"),
+    ("objects_per_thread", "objects tracked by the GC per blocked thread"),
+    ("gc_pause_ms", "one full garbage collection with all blocked, ms"),
     ("start_us_per_thread", "start (spawn until blocked), µs/thread"),
     ("spawn_join_us", "spawn + join of one more, µs"),
     ("switch_us", "switch (sleep(0) yield), µs"),

@@ -304,7 +304,14 @@ class _IoState:
         # syscall before a foreign OS thread has actually closed the fd, must not wait again.
         self.closing = False
         self.rwait = _Waiter(loop, fd, False)
-        self.wwait = _Waiter(loop, fd, True)
+        # Made at the first wait for writing: most sockets never wait to write, and every
+        # object a connection keeps alive is one more for each full garbage collection to walk.
+        self.wwait: _Waiter | None = None
+
+
+def _new_wwait(state: _IoState, loop: Loop, fd: int) -> _Waiter:
+    waiter = state.wwait = _Waiter(loop, fd, True)
+    return waiter
 
 
 def _release(state: _IoState, fd: int) -> None:
@@ -342,6 +349,8 @@ def _release_now(state: _IoState, fd: int) -> None:
         return
     # Only our own registrations: the number may already name another file.
     for waiter in (state.rwait, state.wwait):
+        if waiter is None:
+            continue
         try:
             waiter.disarm()
         except OSError:  # already closed by another thread; the selector dropped the key
@@ -468,7 +477,7 @@ class socket(_StdSocket):
             raise _ebadf()
         elif state.loop is not loop:
             state = self._gl_move(state, loop, fd, what)
-        waiter = state.wwait if write else state.rwait
+        waiter = (state.wwait or _new_wwait(state, loop, fd)) if write else state.rwait
         if waiter.fut is not None:
             raise RuntimeError(
                 f"{what}: another green thread or task is already waiting to "
@@ -494,7 +503,7 @@ class socket(_StdSocket):
 
     def _gl_move(self, state: _IoState, loop: Loop, fd: int, what: str) -> _IoState:
         """The socket is now used on another loop: leave the old one's selector."""
-        if state.rwait.fut is not None or state.wwait.fut is not None:
+        if state.rwait.fut is not None or (state.wwait is not None and state.wwait.fut is not None):
             raise RuntimeError(f"{what}: this socket is being waited on in another event loop")
         self._gl_io = new = _IoState(loop, fd)
         _release(state, fd)

@@ -643,3 +643,22 @@ def test_knot_path_bench_answers_every_request(capsys: pytest.CaptureFixture[str
     assert re.fullmatch(
         r"Knot request path: [\d.]+ µs per request \(best of 1 x 200\)\n", capsys.readouterr().out
     )
+
+
+# -- the event-style reference (Figure 3's duality rows) -----------------------------------
+
+
+@pytest.mark.parametrize("name", ["uvloop-httptools", "greenloop-httptools"])
+def test_event_style_reference_answers_like_knot(name: str, knot: Server, docroot: Path) -> None:
+    # Figure 3 compares Knot with this server on uvloop and on greenloop's loop; the comparison
+    # means something only if both send the same answers, pipelined and in order.
+    requests = get("/a.txt") + get("/sub/b.css", "Connection: close")
+    with Server(name, str(docroot)) as ref:
+        got = parse_responses(exchange(ref, requests))
+    want = parse_responses(exchange(knot, requests))
+    assert [(r.status, r.body) for r in got] == [(200, b"alpha\n"), (200, b"p { color: red }\n")]
+    assert [(r.status, r.body) for r in got] == [(r.status, r.body) for r in want]
+    for mine, theirs in zip(got, want, strict=True):
+        assert {k: v for k, v in mine.headers.items() if k != "date"} == {
+            k: v for k, v in theirs.headers.items() if k != "date"
+        }

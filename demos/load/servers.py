@@ -31,6 +31,11 @@ SERVERS: dict[str, tuple[list[str], str]] = {
         "aiohttp web.static (uvloop)",
     ),
     "uvloop-httptools": (["-m", "demos.uvloop_httptools"], "uvloop + httptools (events)"),
+    # The same event-style server on greenloop's loop: events and threads on one mechanism.
+    "greenloop-httptools": (
+        ["-m", "demos.uvloop_httptools", "--loop", "greenloop"],
+        "greenloop + httptools (events)",
+    ),
 }
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # demos/ importable
 _READY = re.compile(r"http://\[?[^\s\]]*\]?:(\d+)/")

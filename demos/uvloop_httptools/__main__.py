@@ -1,6 +1,6 @@
 """The event-style reference: Knot's parser and cache behind a uvloop Protocol.
 
-    python -m demos.uvloop_httptools --root DIR --port PORT [--host H]
+    python -m demos.uvloop_httptools --root DIR --port PORT [--host H] [--loop uvloop|greenloop|asyncio]
 
 The paper's duality argument says a good thread system and a good event system built on the
 same mechanism perform alike. This server is the event half of that pair: the same httptools
@@ -11,6 +11,10 @@ Each connection is a state machine: bytes in -> parse -> answer every complete r
 the cache; on a miss, stop reading, load the file on the thread pool, and resume from the
 same request when it arrives (answers stay in order). Idle and request timeouts are enforced
 by one sweep a second over all connections, the usual event-server way.
+
+``--loop greenloop`` runs the same server on greenloop's loop: the duality pair on one and the
+same mechanism (Knot-C's loop, poller and sockets), so that row of Figure 3 separates what
+the threads cost from what a loop written in Python costs next to uvloop's C.
 
 Prints "uvloop-httptools: serving DIR on http://HOST:PORT/" once listening.
 """
@@ -154,9 +158,16 @@ def main() -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8082)
     p.add_argument("--cache-mb", type=float, default=64.0)
+    p.add_argument("--loop", choices=("uvloop", "greenloop", "asyncio"), default="uvloop")
     args = p.parse_args()
+    if args.loop == "greenloop":
+        import greenloop
+
+        run: Any = greenloop.run
+    else:
+        run = uvloop.run if args.loop == "uvloop" else asyncio.run
     try:
-        uvloop.run(serve(args))
+        run(serve(args))
     except KeyboardInterrupt:
         pass
 

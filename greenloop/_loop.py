@@ -521,6 +521,15 @@ class Loop(asyncio.SelectorEventLoop):
         handle = None  # see _run_debug: don't keep the last callback alive via f_back
         return True
 
+    def _enqueue(self, priority: int, entry: Any) -> None:
+        """Queue an entry of greenloop's own (it has ``_cancelled`` and ``_run``) at
+        ``priority``; on the loop's thread only."""
+        if priority == PRIORITY_DEFAULT:
+            self._ready.append(entry)
+        else:
+            self._prio_ready[priority - PRIORITY_MIN].append(entry)
+            self._prio_pending += 1
+
     def _call_soon_priority(self, priority: int, callback: Any, *args: Any) -> None:
         """call_soon() at a green-thread priority; PRIORITY_DEFAULT is plain call_soon()."""
         if priority == PRIORITY_DEFAULT:

@@ -1568,6 +1568,59 @@ def test_green_debug_slow_callback_report_ignores_takeover_waits(green_loop, cap
     assert "slow" in slow_reports[0]
 
 
+def test_green_thread_start_is_queued_in_order_and_reported_when_slow(green_loop, caplog):
+    # A spawn queues the thread itself (no Handle): it starts in FIFO order with the loop's
+    # callbacks, and in debug mode a start that runs too long before its first wait is
+    # reported, naming the thread, as a slow callback is.
+    loop = green_loop
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.05
+    order = []
+
+    def busy():
+        order.append("thread")
+        time.sleep(0.1)
+
+    async def main():
+        loop.call_soon(order.append, "before")
+        gt = greenloop.spawn(busy)
+        loop.call_soon(order.append, "after")
+        await gt
+
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        loop.run_until_complete(main())
+    assert order == ["before", "thread", "after"]
+    slow_reports = [r.getMessage() for r in caplog.records if "took" in r.getMessage()]
+    assert len(slow_reports) == 1, slow_reports
+    assert "GreenThread" in slow_reports[0] and "busy" in slow_reports[0]
+
+
+def test_green_thread_that_cannot_start_fails_its_joiners_and_the_loop_goes_on(green_loop, monkeypatch):
+    from greenloop import _green
+
+    loop = green_loop
+    errors = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+
+    class Refused(_green._ThreadGreenlet):
+        def __new__(cls, *args, **kwargs):
+            raise MemoryError("no room for a greenlet")
+
+    async def main():
+        loop._green_pool.clear()  # a pooled greenlet would be reused instead of made
+        monkeypatch.setattr(_green, "_ThreadGreenlet", Refused)
+        gt = greenloop.spawn(lambda: "never")
+        with pytest.raises(MemoryError, match="no room"):
+            await gt
+        monkeypatch.undo()
+        return await greenloop.spawn(lambda: "started")
+
+    assert loop.run_until_complete(main()) == "started"
+    assert len(errors) == 1
+    assert errors[0]["message"].startswith("Exception while starting <GreenThread")
+    assert isinstance(errors[0]["exception"], MemoryError)
+
+
 def test_green_ex_hub_taking_over_in_a_later_run_returns_to_that_runs_caller(green_loop):
     # A step blocked in one run_forever() (called from the main greenlet) and finished in the
     # next (called from another greenlet): the ex-hub takes the loop over, and when that run

@@ -98,16 +98,23 @@ class Client:
             self.flush()
 
     def flush(self) -> None:
-        if not self.parts:
+        parts = self.parts
+        if not parts:
             return
-        parts, size = self.parts, self.size
-        self.parts, self.size = [], 0
+        # Emptied before sending (a failed send loses the batch with the connection), and
+        # emptied in place: a new list per flush would be an object that outlives the next
+        # wait, which with thousands of clients the garbage collector promotes to its oldest
+        # generation by the thousand, bringing on full collections sooner.
+        big = self.size > 4 * FLUSH_AT
+        batch = parts[:] if big else parts[0] if len(parts) == 1 else b"".join(parts)
+        parts.clear()
+        self.size = 0
         self.deadline, self.sending = time.monotonic() + self.send_timeout, True
-        if size <= 4 * FLUSH_AT:
-            self.sock.sendall(parts[0] if len(parts) == 1 else b"".join(parts))
-        else:
-            for part in parts:  # big bodies: no copy just to save a send
+        if big:
+            for part in batch:  # big bodies: sent one by one, no copy just to save a send
                 self.sock.sendall(part)
+        else:
+            self.sock.sendall(batch)
         self.sending = False
 
 

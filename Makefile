@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PYENV_ROOT ?= $(HOME)/.pyenv
 EXTRA_PYTHONS := $(foreach v,3.12.1 3.13.0,$(wildcard $(PYENV_ROOT)/versions/$(v)/bin/python3))
 
-.PHONY: all venv venvs system-deps lint typecheck unit test test-matrix compat compat-check compat-patched bench bench-green demo figures clean
+.PHONY: all venv venvs system-deps lint typecheck unit test test-matrix test-pollers compat compat-check compat-patched bench bench-green demo figures clean
 
 all: test
 
@@ -45,8 +45,15 @@ test-matrix: venvs
 	@set -e; for py in $(PY) $(foreach p,$(EXTRA_PYTHONS),.venv-$(shell $(p) -c 'import sys; print("%d.%d" % sys.version_info[:2])')/bin/python); do \
 	  echo "=== pytest on $$($$py -V)"; $$py -m pytest -q -p no:cacheprovider; done
 
-# Everything CI runs: lint, the tests on 3.11/3.12/3.13, the asyncio conformance run on 3.11.
-test: system-deps venvs lint test-matrix compat-check
+# The unit tests again on greenloop's fallback pollers (poll, select: used where epoll is
+# missing), on 3.11; asyncio's reference loop then uses the same readiness API.
+test-pollers: venv
+	@set -e; for p in poll select; do \
+	  echo "=== pytest with GREENLOOP_POLLER=$$p"; GREENLOOP_POLLER=$$p $(PY) -m pytest -q -p no:cacheprovider; done
+
+# Everything CI runs: lint, the tests on 3.11/3.12/3.13 (and on the fallback pollers), the
+# asyncio conformance run on 3.11.
+test: system-deps venvs lint test-matrix test-pollers compat-check
 
 # CPython's own test.test_asyncio against greenloop and asyncio's loop; writes compat/results/.
 compat: venvs

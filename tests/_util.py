@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import gc
 import re
+import selectors
 import socket
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import greenlet
+import pytest
 
 import greenloop
+from greenloop._poller import poller_name
 
 _T = TypeVar("_T")
 
@@ -23,6 +26,23 @@ LOOPS: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
 # A generous bound on any single wait, so that a hang fails the test instead of the run.
 TIMEOUT = 10.0
+
+
+# The readiness API greenloop's loops use in this run (epoll unless GREENLOOP_POLLER says).
+POLLER = poller_name()
+_SELECTORS: dict[str, Callable[[], selectors.BaseSelector]] = {
+    "epoll": getattr(selectors, "EpollSelector", selectors.DefaultSelector),
+    "poll": getattr(selectors, "PollSelector", selectors.DefaultSelector),
+    "select": selectors.SelectSelector,
+}
+needs_epoll = pytest.mark.skipif(
+    POLLER != "epoll",
+    reason=f"checks what epoll does (errors at registration, files it forgets on close); "
+    f"GREENLOOP_POLLER={POLLER} keeps no per-file state in the kernel",
+)
+not_select = pytest.mark.skipif(
+    POLLER == "select", reason="select() cannot watch descriptors numbered 1024 (FD_SETSIZE) or more"
+)
 
 
 class LoopFactory:
@@ -52,7 +72,9 @@ class LoopFactory:
 
 
 LOOP_FACTORIES: dict[str, LoopFactory] = {
-    "asyncio": LoopFactory("asyncio", asyncio.SelectorEventLoop),
+    # asyncio's loop on the same readiness API as greenloop's (GREENLOOP_POLLER), so that a
+    # comparison never sets epoll's behaviour against poll's or select's.
+    "asyncio": LoopFactory("asyncio", lambda: asyncio.SelectorEventLoop(_SELECTORS[POLLER]())),
     "greenloop": LoopFactory("greenloop", greenloop.new_event_loop),
 }
 LOOP_NAMES = list(LOOP_FACTORIES)

@@ -19,7 +19,7 @@ import threading
 import time
 
 import pytest
-from _util import LOOP_FACTORIES, TIMEOUT, assert_same_error, error_of, live_greenlets, run
+from _util import LOOP_FACTORIES, TIMEOUT, assert_same_error, error_of, live_greenlets, needs_epoll, run
 
 import greenloop
 
@@ -1057,6 +1057,7 @@ def test_invalid_fds(loop):
     assert error_of(loop.add_reader, -1, print) == (ValueError, "Invalid file descriptor: -1")
 
 
+@needs_epoll
 def test_add_reader_on_closed_fd(loop):
     # A number far above every open fd, so that no loop created meanwhile can take it.
     fd = max(int(n) for n in os.listdir("/proc/self/fd")) + 200
@@ -1069,6 +1070,7 @@ def test_add_reader_on_closed_fd(loop):
     assert loop.remove_writer(fd) is False
 
 
+@needs_epoll
 def test_add_reader_on_regular_file(loop, tmp_path):
     path = tmp_path / "f"
     path.write_bytes(b"data")

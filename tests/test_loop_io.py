@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from _util import assert_same_error, error_of, has_ipv6, run
+from _util import assert_same_error, error_of, has_ipv6, needs_epoll, run
 
 HAS_IPV6 = has_ipv6()
 needs_ipv6 = pytest.mark.skipif(not HAS_IPV6, reason="no IPv6 loopback (::1) on this machine")
@@ -1038,6 +1038,7 @@ def test_green_reused_fd_reader_after_reader(green_loop):
     assert stale == []
 
 
+@needs_epoll
 def test_green_reused_fd_reader_after_writer(green_loop):
     loop = green_loop
     old, old_peer = socket.socketpair()

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _util import not_select
 
 # Loopback only: never let a proxy setting of the environment route the clients elsewhere.
 ENV = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()} | {"NO_PROXY": "*"}
@@ -84,6 +85,7 @@ def fetch_all(fetch):
 """
 
 
+@not_select
 def test_threading_http_server_with_2000_keepalive_clients(tmp_path: Path) -> None:
     out = run_program(
         tmp_path,
@@ -136,6 +138,7 @@ def test_threading_http_server_with_2000_keepalive_clients(tmp_path: Path) -> No
     assert out == ["2000", "True"]
 
 
+@not_select
 def test_threading_tcp_server_echo_with_1000_clients(tmp_path: Path) -> None:
     out = run_program(
         tmp_path,

@@ -274,8 +274,9 @@ class GreenThread(asyncio.Future, Generic[_T]):  # type: ignore[type-arg]
     helper that accepts futures (``gather``, ``wait``, ``wait_for``) work on it.
     """
 
-    # No __dict__: a blocked green thread keeps as few objects alive as it can, for memory
-    # and because each one is walked by every full garbage collection.
+    # Slots, so no dict is made for our own attributes (others still go to the dict the C
+    # Future makes on demand): a blocked green thread keeps as few objects alive as it can,
+    # for memory and because each one is walked by every full garbage collection.
     __slots__ = (
         "_args",
         "_context",

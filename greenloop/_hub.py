@@ -495,18 +495,17 @@ def yield_now(loop: Loop, what: str) -> None:
         gt = getattr(me, "gt", None)  # as in park()
         if gt is None:
             priority = 0
-            entry._run = me.switch
         else:
             if gt._gl_must_cancel:
                 _deliver_cancel(gt)
             priority = gt._priority
-            entry._run = me.resume  # as in park()
         owner: Any = gt
     else:
-        entry._run = me.switch
         gt = None
         owner = task
         priority = 0
+    entry._run = me.switch if gt is None else me.resume  # as in park()
+    # loop._enqueue(priority, entry), written out: this is sleep(0)'s whole cost.
     if priority:
         loop._prio_ready[priority - _loop.PRIORITY_MIN].append(entry)
         loop._prio_pending += 1
@@ -549,11 +548,7 @@ def unwind_parked(loop: Loop) -> None:
     """
     me = getcurrent()
     for glet, owner in _suspended(loop):
-        if glet.dead:
-            continue
-        try:
-            glet.parent = me
-        except ValueError:  # another OS thread's greenlet: it cannot be resumed from here
+        if not _adopt(glet, me):
             continue
         if isinstance(owner, asyncio.Task):
             message = "Task was destroyed but it is pending!"
@@ -640,29 +635,31 @@ def kill_pooled(loop: Loop) -> None:
 
     A pooled hub is suspended either in the callback with which it resumed an ex-hub that
     then took the loop over, or where it retired (both in ``_hub_main``). Either way,
-    resumed while it is not the hub, it stops running the loop and returns. It is resumed rather than
-    thrown GreenletExit: in a callback, the handle would report that exception as the
-    callback's failure.
+    resumed while it is not the hub, it stops running the loop and returns. It is resumed
+    rather than thrown GreenletExit: in a callback, the handle would report that exception
+    as the callback's failure.
     """
     me = getcurrent()
     loop._hub = None
     pool = loop._hub_pool
     while pool:
         hub = pool.pop()
-        if hub.dead:
-            continue
-        try:
-            hub.parent = me
-        except ValueError:  # owned by another OS thread: dropping it is all we can do
-            continue
-        hub.switch()
+        if _adopt(hub, me):
+            hub.switch()
 
 
 def _kill(glet: greenlet, me: greenlet) -> None:
+    if _adopt(glet, me):
+        glet.throw(GreenletExit)
+
+
+def _adopt(glet: greenlet, me: greenlet) -> bool:
+    """Make ``me`` the parent of a live ``glet`` about to be resumed to end, so that it
+    returns here; False if it is dead or another OS thread's (then it can only be dropped)."""
     if glet.dead:
-        return
+        return False
     try:
         glet.parent = me
-    except ValueError:  # owned by another OS thread: dropping it is all we can do
-        return
-    glet.throw(GreenletExit)
+    except ValueError:
+        return False
+    return True

@@ -86,8 +86,9 @@ class GreenTask(asyncio.Task):  # type: ignore[type-arg]
 
     # _gl_waiter: the future a blocking-style call in this task waits on, else None.
     # _gl_cancels: cancel() requests delivered through _gl_waiter (not counted by asyncio).
-    # Slots, unset until first used (read with a default): no __dict__, so a task takes no
-    # attributes beyond asyncio's, as asyncio's own Task, and keeps no extra object alive.
+    # Slots, unset until first used (read with a default): no dict is made for them, so a
+    # task that blocks keeps no extra object alive. (Other attributes still go to the dict
+    # asyncio's C Task makes on demand, as they do on asyncio's own tasks.)
     __slots__ = ("_gl_cancels", "_gl_waiter")
 
     _gl_waiter: asyncio.Future[Any] | Any | None

@@ -30,11 +30,9 @@ TIMEOUT = 10.0
 
 # The readiness API greenloop's loops use in this run (epoll unless GREENLOOP_POLLER says).
 POLLER = poller_name()
-_SELECTORS: dict[str, Callable[[], selectors.BaseSelector]] = {
-    "epoll": getattr(selectors, "EpollSelector", selectors.DefaultSelector),
-    "poll": getattr(selectors, "PollSelector", selectors.DefaultSelector),
-    "select": selectors.SelectSelector,
-}
+_SELECTOR: type[selectors.BaseSelector] = getattr(
+    selectors, {"epoll": "EpollSelector", "poll": "PollSelector", "select": "SelectSelector"}[POLLER]
+)
 needs_epoll = pytest.mark.skipif(
     POLLER != "epoll",
     reason=f"checks what epoll does (errors at registration, files it forgets on close); "
@@ -74,7 +72,7 @@ class LoopFactory:
 LOOP_FACTORIES: dict[str, LoopFactory] = {
     # asyncio's loop on the same readiness API as greenloop's (GREENLOOP_POLLER), so that a
     # comparison never sets epoll's behaviour against poll's or select's.
-    "asyncio": LoopFactory("asyncio", lambda: asyncio.SelectorEventLoop(_SELECTORS[POLLER]())),
+    "asyncio": LoopFactory("asyncio", lambda: asyncio.SelectorEventLoop(_SELECTOR())),
     "greenloop": LoopFactory("greenloop", greenloop.new_event_loop),
 }
 LOOP_NAMES = list(LOOP_FACTORIES)

@@ -939,7 +939,7 @@ def test_unclosed_socket_collected_leaves_the_selector() -> None:
 
 def test_green_thread_blocked_in_recv_keeps_few_objects_alive() -> None:
     # Each object a blocked thread keeps is walked by every full garbage collection: with
-    # 16,384 connections that pause was a tenth of a loaded server's time. Today nine per
+    # 16,384 connections those collections took a fifth of a loaded server's time. Today nine per
     # thread (the thread, its greenlet and that greenlet's bound switch, its context; the
     # socket's wait state, its waiter and selector entry); an asyncio task blocked in
     # loop.sock_recv() keeps about fifteen.

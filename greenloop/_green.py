@@ -25,7 +25,7 @@ from typing import Any, Generic, TypeVar
 from greenlet import GreenletExit, getcurrent, greenlet
 
 from . import _hub
-from ._loop import PRIORITY_DEFAULT, PRIORITY_MAX, PRIORITY_MIN, Loop, _running_loops
+from ._loop import PRIORITY_DEFAULT, PRIORITY_MAX, PRIORITY_MIN, WAKE_CONTEXT, Loop, _running_loops
 
 _T = TypeVar("_T")
 
@@ -229,11 +229,18 @@ def await_(awaitable: Awaitable[_T], timeout: float | None = None) -> _T:
             me = getcurrent()
             wake = me.switch
             task._gl_waiter = awaitable
-            awaitable.add_done_callback(wake)
+            awaitable.add_done_callback(wake, context=WAKE_CONTEXT)
             got = None
             _leave_task(green, task)
             try:
-                got = hub.switch() if me is not hub else _hub._hand_over(green)
+                if me is not hub:
+                    got = hub.switch()
+                elif pool := green._hub_pool:  # _hub._hand_over(), inlined
+                    hub = pool.pop()
+                    green._hub = hub
+                    got = hub.switch()
+                else:
+                    got = _hub._hand_over(green)
             finally:
                 _enter_task(green, task)
                 task._gl_waiter = None

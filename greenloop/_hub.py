@@ -133,18 +133,10 @@ _NEW_HUB = object()
 
 
 def _pooled_hub(loop: Loop) -> greenlet | None:
+    # Every pooled hub is alive and a child of the current runner: take_over() and
+    # _hub_main() pool only such hubs, and kill_pooled() empties the pool when a run ends.
     pool = loop._hub_pool
-    runner = loop._runner
-    while pool:
-        hub = pool.pop()
-        if not hub.dead:
-            if hub.parent is not runner:
-                try:
-                    hub.parent = runner
-                except ValueError:  # the runner descends from this hub: never reuse it
-                    continue
-            return hub
-    return None
+    return pool.pop() if pool else None
 
 
 def _hub_main(loop: Loop) -> None:
@@ -155,7 +147,9 @@ def _hub_main(loop: Loop) -> None:
         current = loop._hub
         if current is None or loop._closed:  # type: ignore[attr-defined]
             return  # unwound by close(), or resumed by kill_pooled() to end
-        loop._hub_pool.append(me)
+        # Not pooled (_pooled_hub hands out only the runner's children): kill_pooled()
+        # ends it with the pool.
+        loop._hub_retired.append(me)
         current.switch()  # resumed when taken from the pool to be the hub again
         if loop._hub is not me:
             return  # resumed by kill_pooled() to end
@@ -292,7 +286,7 @@ class Waiter:
             if getcurrent() is self._loop._hub:
                 callback(self)
             else:
-                self._loop.call_soon(callback, self)
+                self._loop.call_soon(callback, self, context=_wake_context(callback))
 
     def set_result(self, value: Any = None) -> None:
         if self._done:
@@ -312,7 +306,13 @@ class Waiter:
         callback = self._callback
         if callback is not None:
             self._callback = None
-            self._loop.call_soon(callback, self)
+            self._loop.call_soon(callback, self, context=_wake_context(callback))
+
+
+def _wake_context(callback: Any) -> Any:
+    """The context to schedule a waiter's wake-up with: a greenlet's bound switch needs none
+    (see ``_loop.WAKE_CONTEXT``); anything else runs in a copy of the current one."""
+    return _loop.WAKE_CONTEXT if type(callback) is _Switch else None
 
 
 def _refuse_park(me: greenlet, hub: greenlet | None, what: str) -> None:
@@ -373,16 +373,17 @@ def park(
         # collections promote such objects by the thousand, which makes full collections
         # (that walk every live object) come sooner.
         wake = me.switch if gt is None else me.resume
-    elif priority:
-        wake = _PriorityWake(me, loop, priority)
+        # With this context, the future's call_soon() queues a Wakeup, not a Handle.
+        context: Any = _loop.WAKE_CONTEXT
     else:
-        wake = _Wake(me)
+        wake = _PriorityWake(me, loop, priority) if priority else _Wake(me)
+        context = None
     if owner is not None:
         owner._gl_waiter = fut
     if type(fut) is Waiter and not fut._done:
         fut._callback = wake  # add_done_callback(), without the call
     else:
-        fut.add_done_callback(wake)
+        fut.add_done_callback(wake, context=context)
     timer = loop.call_later(timeout, wake, _TIMED_OUT) if timeout is not None else None
     if owner is None:
         loop._parked[me] = None  # close() finds green threads and tasks without it
@@ -444,12 +445,13 @@ def _disarm(loop: Loop, fut: asyncio.Future[Any] | Waiter, switch: Any) -> None:
 def _hand_over(loop: Loop) -> Any:
     """Park a task step that runs *on* the hub: another hub runs the loop meanwhile and this
     greenlet keeps the step's stack (it becomes an ex-hub)."""
-    new_hub = _pooled_hub(loop)
-    if new_hub is None:
-        assert loop._runner is not None
-        return loop._runner.switch(_NEW_HUB)  # run_hub() starts a fresh hub
-    loop._hub = new_hub
-    return new_hub.switch()
+    pool = loop._hub_pool
+    if pool:  # _pooled_hub(), inlined
+        new_hub = pool.pop()
+        loop._hub = new_hub
+        return new_hub.switch()
+    assert loop._runner is not None
+    return loop._runner.switch(_NEW_HUB)  # run_hub() starts a fresh hub
 
 
 class _Yield:
@@ -641,11 +643,11 @@ def kill_pooled(loop: Loop) -> None:
     """
     me = getcurrent()
     loop._hub = None
-    pool = loop._hub_pool
-    while pool:
-        hub = pool.pop()
-        if _adopt(hub, me):
-            hub.switch()
+    for pool in (loop._hub_pool, loop._hub_retired):
+        while pool:
+            hub = pool.pop()
+            if _adopt(hub, me):
+                hub.switch()
 
 
 def _kill(glet: greenlet, me: greenlet) -> None:

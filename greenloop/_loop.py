@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import heapq
 import math
 import os
@@ -161,6 +162,36 @@ class TimerHandle(events.TimerHandle):
         self._scheduled = False
 
 
+# The context a parked greenlet passes to its future's add_done_callback() together with its
+# own bound switch: call_soon() then queues a Wakeup instead of a Handle. The context is
+# never entered (a switch runs the resumed greenlet in that greenlet's own context), so one
+# shared object serves every wait, and the future does not copy the waiter's context.
+WAKE_CONTEXT = Context()
+
+
+class Wakeup(functools.partial):  # type: ignore[type-arg]
+    """A ready-queue entry that resumes a parked greenlet: ``partial(glet.switch, arg)``.
+
+    Its ``_run`` is the partial's own call, so the run loop resumes the greenlet with no
+    Python frame, no Context.run() and no Handle built per wake-up. A greenlet's switch
+    never raises into the caller (what the resumed greenlet raises stays in it).
+    """
+
+    _run = functools.partial.__call__
+    _cancelled = False
+
+    @property
+    def _callback(self) -> Any:  # as a Handle has, for _disarm() and the debug report
+        return self.func
+
+    @property
+    def _args(self) -> Any:
+        return self.args
+
+    def cancel(self) -> None:
+        self._cancelled = True
+
+
 class Loop(asyncio.SelectorEventLoop):
     """The greenloop event loop: asyncio's API, greenloop's scheduler."""
 
@@ -174,6 +205,7 @@ class Loop(asyncio.SelectorEventLoop):
         "_green_pool",
         "_hub",
         "_hub_pool",
+        "_hub_retired",
         "_old_agen_hooks_gl",
         "_parked",
         "_prio_pending",
@@ -217,7 +249,8 @@ class Loop(asyncio.SelectorEventLoop):
         # the greenlet that called run_forever(), and parked hubs ready for reuse.
         self._hub: greenlet | None = None
         self._runner: greenlet | None = None
-        self._hub_pool: list[greenlet] = []
+        self._hub_pool: list[greenlet] = []  # hubs that may run the loop (see _hub._pooled_hub)
+        self._hub_retired: list[greenlet] = []  # hubs that cannot (see _hub._hub_main)
         self._takeovers = 0  # ex-hubs that took the loop back (_hub.take_over); for debug mode
         # Greenlets suspended in a blocking-style call, so close() can unwind them.
         # Suspended greenlets that close() must unwind, found without a per-wait registration
@@ -265,6 +298,12 @@ class Loop(asyncio.SelectorEventLoop):
     def call_soon(self, callback: Any, *args: Any, context: Context | None = None) -> Any:  # type: ignore[override]
         if self._closed:
             raise RuntimeError("Event loop is closed")
+        if context is WAKE_CONTEXT:
+            if self._debug:
+                self._check_thread()
+            wakeup = Wakeup(callback, *args)
+            self._ready.append(wakeup)
+            return wakeup
         if self._debug:
             self._check_thread()
             self._check_callback(callback, "call_soon")
@@ -400,6 +439,9 @@ class Loop(asyncio.SelectorEventLoop):
         fd_to_key = self._selector._fd_to_key  # type: ignore[attr-defined]
         heappop = heapq.heappop
         time = self.time
+        # While the runner stays the same, a hub of this run_forever() can take the loop back
+        # without take_over()'s checks: its parent is that runner.
+        runner = self._runner
         just_waited = False  # the previous iteration's poll was one that could block
         while True:
             # Timers: drop cancelled ones lazily, compacting only when they dominate.
@@ -464,8 +506,10 @@ class Loop(asyncio.SelectorEventLoop):
                     if handle._cancelled:
                         continue
                     self._run_debug(handle)
-                    if self._hub is not me and not _hub.take_over(self, me):
-                        return False
+                    if self._hub is not me:
+                        if not _hub.take_over(self, me):
+                            return False
+                        runner = self._runner
             else:
                 for _ in range(ntodo):
                     # A hub that was displaced by an ex-hub taking over (_hub.take_over)
@@ -480,8 +524,16 @@ class Loop(asyncio.SelectorEventLoop):
                     handle._run()
                     # The step just run may have blocked and been resumed by another hub,
                     # which ran the loop meanwhile: take it back (one compare when not).
-                    if self._hub is not me and not _hub.take_over(self, me):
-                        return False
+                    current = self._hub
+                    if current is not me:
+                        if current is not None and self._runner is runner:
+                            self._hub_pool.append(current)  # take_over(), inlined
+                            self._hub = me
+                            self._takeovers += 1
+                        elif _hub.take_over(self, me):
+                            runner = self._runner
+                        else:
+                            return False
             handle = None  # break reference cycles through a failed callback
 
             # Green threads with a lowered priority run after asyncio's callbacks.

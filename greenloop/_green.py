@@ -244,7 +244,7 @@ def await_(awaitable: Awaitable[_T], timeout: float | None = None) -> _T:
             finally:
                 _enter_task(green, task)
                 task._gl_waiter = None
-                if got is not awaitable:
+                if got is None:  # not woken by the future: an exception was thrown in
                     _hub._disarm(green, awaitable, wake)
             return awaitable.result()  # type: ignore[no-any-return]
         return wait(awaitable, None, "greenloop.await_()")  # type: ignore[no-any-return]

@@ -406,7 +406,7 @@ def park(
         if timer is not None:
             timer.cancel()
         if type(wake) is _Switch:
-            if got is not fut:
+            if got is None:  # not woken by fut: an exception was thrown in
                 _disarm(loop, fut, wake)
         else:
             wake.glet = None

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import functools
 import heapq
 import math
 import os
@@ -32,7 +31,7 @@ from collections.abc import Coroutine, Generator
 from contextvars import Context, copy_context
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from greenlet import greenlet
+from greenlet import getcurrent, greenlet
 
 from . import _hub
 from ._poller import _EpollSelector, default_selector
@@ -169,27 +168,37 @@ class TimerHandle(events.TimerHandle):
 WAKE_CONTEXT = Context()
 
 
-class Wakeup(functools.partial):  # type: ignore[type-arg]
-    """A ready-queue entry that resumes a parked greenlet: ``partial(glet.switch, arg)``.
+class Wakeup:
+    """A ready-queue entry that resumes a parked greenlet (queued by call_soon() for a
+    callback scheduled with ``WAKE_CONTEXT``, which must be a greenlet's bound switch).
 
-    Its ``_run`` is the partial's own call, so the run loop resumes the greenlet with no
-    Python frame, no Context.run() and no Handle built per wake-up. A greenlet's switch
-    never raises into the caller (what the resumed greenlet raises stays in it).
+    ``_run`` is that switch itself, so the run loop resumes the greenlet with no Python
+    frame, no Context.run() and no Handle built per wake-up. The greenlet gets no value from
+    the switch (parked code reads the future it waited on), and a switch never raises into
+    the caller: what the resumed greenlet raises stays in it.
     """
 
-    _run = functools.partial.__call__
+    # Built without __init__ (call_soon sets the slots); cancel() and repr() are rare, so
+    # _cancelled is the class's until cancel() sets it in a __dict__ made then.
+    __slots__ = ("__dict__", "_run", "arg")
+
+    _run: Any
+    arg: Any  # what the callback was scheduled with (the future), for close()'s report
     _cancelled = False
 
     @property
-    def _callback(self) -> Any:  # as a Handle has, for _disarm() and the debug report
-        return self.func
+    def _callback(self) -> Any:  # as a Handle has, for _hub._disarm() and debug reports
+        return self._run
 
     @property
-    def _args(self) -> Any:
-        return self.args
+    def _args(self) -> tuple[Any, ...]:
+        return (self.arg,)
 
     def cancel(self) -> None:
         self._cancelled = True
+
+    def __repr__(self) -> str:
+        return f"<Wakeup {self._run!r}({self.arg!r})>"
 
 
 class Loop(asyncio.SelectorEventLoop):
@@ -201,6 +210,7 @@ class Loop(asyncio.SelectorEventLoop):
     # ``self._ready`` lookup in asyncio's code take the slow, unspecialised path (+11 %
     # instructions per callback, measured with cachegrind).
     __slots__ = (
+        "_debug_t0",
         "_green_live",
         "_green_pool",
         "_hub",
@@ -252,6 +262,7 @@ class Loop(asyncio.SelectorEventLoop):
         self._hub_pool: list[greenlet] = []  # hubs that may run the loop (see _hub._pooled_hub)
         self._hub_retired: list[greenlet] = []  # hubs that cannot (see _hub._hub_main)
         self._takeovers = 0  # ex-hubs that took the loop back (_hub.take_over); for debug mode
+        self._debug_t0 = 0.0  # when the callback that debug mode times last started
         # Greenlets suspended in a blocking-style call, so close() can unwind them.
         # Suspended greenlets that close() must unwind, found without a per-wait registration
         # for the common ones: green threads from _green_live (started, not finished), task
@@ -301,7 +312,9 @@ class Loop(asyncio.SelectorEventLoop):
         if context is WAKE_CONTEXT:
             if self._debug:
                 self._check_thread()
-            wakeup = Wakeup(callback, *args)
+            wakeup = Wakeup()
+            wakeup._run = callback
+            wakeup.arg = args[0] if args else None
             self._ready.append(wakeup)
             return wakeup
         if self._debug:
@@ -597,13 +610,26 @@ class Loop(asyncio.SelectorEventLoop):
     def _run_debug(self, handle: asyncio.Handle) -> None:
         try:
             self._current_handle = handle
-            t0 = self.time()
+            self._debug_t0 = t0 = self.time()
             takeovers = self._takeovers
             handle._run()
-            dt = self.time() - t0
-            # A callback that woke an ex-hub which took over returns only when this hub is
-            # next handed the loop: that wait is not the callback's.
-            if dt >= self.slow_callback_duration and takeovers == self._takeovers:
+            now = self.time()
+            hub = self._hub
+            if hub is None:
+                dt = 0.0  # a step unwound by close(), long after the loop stopped
+            elif hub is not getcurrent():
+                # A task step that blocked (this hub handed the loop on) and has now finished
+                # on the greenlet that kept it: the loop waited only for the part since the
+                # callback that resumed it started. (Its earlier parts were timed as those
+                # callbacks, on the hub that ran them.)
+                dt = now - self._debug_t0
+            elif takeovers == self._takeovers:
+                dt = now - t0
+            else:
+                # This callback woke an ex-hub, which took over: we are back only now that
+                # we were handed the loop again, and that wait is not the callback's.
+                dt = 0.0
+            if dt >= self.slow_callback_duration:
                 # Looked up at call time: tests (and users) may replace asyncio's logger.
                 base_events.logger.warning(  # type: ignore[attr-defined]
                     "Executing %s took %.3f seconds",

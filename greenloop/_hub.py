@@ -141,19 +141,16 @@ def _pooled_hub(loop: Loop) -> greenlet | None:
 
 def _hub_main(loop: Loop) -> None:
     me = getcurrent()
-    while not loop._run_iterations(me):
-        # A step we ran blocked, was resumed by the hub and has finished, and we could not
-        # take the loop over (see take_over): switch back to that hub and retire.
-        current = loop._hub
-        if current is None or loop._closed:  # type: ignore[attr-defined]
-            return  # unwound by close(), or resumed by kill_pooled() to end
-        # Not pooled (_pooled_hub hands out only the runner's children): kill_pooled()
-        # ends it with the pool.
-        loop._hub_retired.append(me)
-        current.switch()  # resumed when taken from the pool to be the hub again
-        if loop._hub is not me:
-            return  # resumed by kill_pooled() to end
-    # stop() observed: back to run_forever() in the runner greenlet
+    if loop._run_iterations(me):
+        return  # stop() observed: back to run_forever() in the runner greenlet
+    # A step we ran blocked, was resumed by the hub and has finished, and we could not take
+    # the loop over (see take_over): switch back to that hub and retire.
+    current = loop._hub
+    if current is None or loop._closed:  # type: ignore[attr-defined]
+        return  # unwound by close(), or resumed by kill_pooled() to end
+    # Not pooled: _pooled_hub() hands out only the runner's children, which we are not.
+    loop._hub_retired.append(me)
+    current.switch()  # resumed only by kill_pooled(), to end
 
 
 def take_over(loop: Loop, me: greenlet) -> bool:
@@ -312,7 +309,50 @@ class Waiter:
 def _wake_context(callback: Any) -> Any:
     """The context to schedule a waiter's wake-up with: a greenlet's bound switch needs none
     (see ``_loop.WAKE_CONTEXT``); anything else runs in a copy of the current one."""
-    return _loop.WAKE_CONTEXT if type(callback) is _Switch else None
+    if (
+        type(callback) is _Switch
+        and callback.__name__ == "switch"
+        and isinstance(callback.__self__, greenlet)
+    ):
+        return _loop.WAKE_CONTEXT
+    return None
+
+
+def cancel_queued_wakeup(loop: Loop, waiter: Any, msg: Any | None) -> bool:
+    """Deliver ``task.cancel()`` to a task step whose blocking-style wait is over (``waiter``
+    is done) but which has not resumed yet: its queued wake-up throws CancelledError into
+    the wait instead, as asyncio throws it into the ``await`` a task resumes from, and the
+    result is never seen. False if no wake-up for ``waiter`` is queued. Scans the ready
+    queue: cancel() of a task in this window is rare."""
+    for entry in loop._ready:  # type: ignore[attr-defined]
+        if entry._cancelled:
+            continue
+        if type(entry) is _loop.Wakeup:  # a switch, queued by the future or the Waiter
+            if entry.arg is waiter:
+                if type(entry._run) is _Switch:  # (else converted by an earlier cancel())
+                    entry._run = functools.partial(entry._run.__self__.throw, _cancelled_error(msg))
+                return True
+            continue
+        # A wait with a timeout: a Handle calls its _Wake with the waiter.
+        callback = getattr(entry, "_callback", None)
+        args = getattr(entry, "_args", None)
+        if not args or args[0] is not waiter:
+            continue
+        if type(callback) is functools.partial and callback.func is _throw_into:
+            return True  # converted by an earlier cancel()
+        if isinstance(callback, _Wake) and callback.glet is not None:
+            entry._callback = functools.partial(_throw_into, callback.glet, _cancelled_error(msg))
+            callback.glet = None  # nor may its timer wake it now
+            return True
+    return False
+
+
+def _throw_into(glet: greenlet, exc: BaseException, _arg: Any) -> None:
+    glet.throw(exc)
+
+
+def _cancelled_error(msg: Any | None) -> asyncio.CancelledError:
+    return asyncio.CancelledError(msg) if msg is not None else asyncio.CancelledError()
 
 
 def _refuse_park(me: greenlet, hub: greenlet | None, what: str) -> None:
@@ -426,7 +466,9 @@ def park(
     return result
 
 
-_Switch = type(getcurrent().switch)  # a greenlet's bound switch method
+# The type of a greenlet's bound switch: that of every bound method of a C type, so where
+# the callback is not known to be a switch, check its __self__ and name too.
+_Switch = type(getcurrent().switch)
 
 
 def _disarm(loop: Loop, fut: asyncio.Future[Any] | Waiter, switch: Any) -> None:
@@ -617,7 +659,8 @@ def _suspended(loop: Loop) -> list[tuple[greenlet, Any]]:
 def _resumes(callback: Any) -> greenlet | None:
     """The greenlet a wake-up left by park() or yield_now() would resume, if it is one."""
     if type(callback) is _Switch:
-        return callback.__self__  # type: ignore[no-any-return]
+        glet = callback.__self__
+        return glet if isinstance(glet, greenlet) and callback.__name__ == "switch" else None
     if type(callback) is _Yield:
         return None if callback._cancelled else callback._run.__self__  # type: ignore[no-any-return]
     if isinstance(callback, _Wake):

@@ -96,7 +96,16 @@ class GreenTask(asyncio.Task):  # type: ignore[type-arg]
 
     def cancel(self, msg: Any | None = None) -> bool:
         waiter = getattr(self, "_gl_waiter", None)
-        if waiter is not None and not self.done() and waiter.cancel(msg):
+        if (
+            waiter is not None
+            and not self.done()
+            and (
+                waiter.cancel(msg)
+                # The wait is over but the step has not resumed: raise at the wait, not at
+                # the task's next await (asyncio raises at the await it resumes from).
+                or (waiter.done() and _hub.cancel_queued_wakeup(self.get_loop(), waiter, msg))  # type: ignore[arg-type]
+            )
+        ):
             self._log_traceback = False
             self._gl_cancels = getattr(self, "_gl_cancels", 0) + 1
             return True

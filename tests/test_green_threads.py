@@ -280,6 +280,63 @@ def test_task_cancel_reaches_blocking_point_and_finally_runs(block: Any) -> None
     assert events == ["finally", "finally"]
 
 
+def _wait_by_await(fut: asyncio.Future[Any]) -> Any:
+    return fut  # awaited by the caller: asyncio's own semantics, the reference
+
+
+def _wait_blocking(fut: asyncio.Future[Any]) -> Any:
+    return greenloop.await_(fut)
+
+
+def _wait_blocking_with_timeout(fut: asyncio.Future[Any]) -> Any:
+    return greenloop.await_(fut, timeout=60)  # woken by a Handle calling a _Wake
+
+
+@pytest.mark.parametrize("cancels", [1, 2])
+@pytest.mark.parametrize(
+    "wait",
+    [_wait_by_await, _wait_blocking, _wait_blocking_with_timeout],
+    ids=["await", "blocking", "timeout"],
+)
+def test_task_cancelled_after_its_wait_ended_but_before_it_resumed(wait: Any, cancels: int) -> None:
+    # The future the task waits on gets its result, then, before the task resumes, the task is
+    # cancelled. asyncio raises CancelledError at the await the task resumes from, so the
+    # result is never seen and code after the except goes on; a blocking-style wait must do
+    # the same (it used to return the result and cancel the task at its end instead, losing
+    # its return value). A second cancel() in that window is counted, not raised twice.
+    log: list[Any] = []
+
+    async def victim(first: asyncio.Future[int], second: asyncio.Future[int]) -> int:
+        try:
+            got = wait(first)
+            log.append(("woke with", await got if wait is _wait_by_await else got))
+        except asyncio.CancelledError as exc:
+            log.append(("cancelled", exc.args))
+            log.append(("cancelling", asyncio.current_task().cancelling()))  # type: ignore[union-attr]
+        second_got = wait(second)
+        return await second_got if wait is _wait_by_await else second_got  # type: ignore[no-any-return]
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        first, second = loop.create_future(), loop.create_future()
+        task = loop.create_task(victim(first, second))
+        await asyncio.sleep(0.01)  # the task waits on `first`
+
+        def result_then_cancel() -> None:
+            first.set_result(1)
+            for _ in range(cancels):
+                assert task.cancel("stop")
+
+        loop.call_soon(result_then_cancel)
+        await asyncio.sleep(0.01)
+        assert not task.done()  # it went on to wait for `second`
+        second.set_result(2)
+        return await task
+
+    assert run(main()) == 2
+    assert log == [("cancelled", ("stop",)), ("cancelling", cancels)]
+
+
 def test_cancel_reaches_a_green_thread_spinning_on_sleep0() -> None:
     spins: list[int] = []
 

@@ -227,7 +227,10 @@ def await_(awaitable: Awaitable[_T], timeout: float | None = None) -> _T:
             # trip on 3.12 (valgrind), and this is what `await fut` is compared with. The
             # helpers are module globals, not _hub attributes: one lookup each, not two.
             me = getcurrent()
-            wake = me.switch
+            try:
+                wake = me.resume  # the hub's (or ex-hub's) own bound switch, made once
+            except AttributeError:
+                wake = me.switch  # a greenlet of the user's own, inside the task step
             task._gl_waiter = awaitable
             awaitable.add_done_callback(wake, context=WAKE_CONTEXT)
             got = None

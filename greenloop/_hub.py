@@ -71,7 +71,8 @@ def run_hub(loop: Loop) -> None:
     made = 0
     while True:
         if hub is None:
-            hub = greenlet(functools.partial(_hub_main, loop), parent=loop._runner)
+            hub = _HubGreenlet(functools.partial(_hub_main, loop), parent=loop._runner)
+            hub.resume = hub.switch  # a cycle, broken when _hub_main() ends
             loop._hub = hub
             # Hubs start at different depths of the C stack (see _deeper): the first at the
             # runner's own, each of the next few a band deeper where there is room.
@@ -139,18 +140,30 @@ def _pooled_hub(loop: Loop) -> greenlet | None:
     return pool.pop() if pool else None
 
 
+class _HubGreenlet(greenlet):  # type: ignore[misc]
+    """A hub's greenlet: ``resume`` is its own bound ``switch``, made once, which a task step
+    it runs registers as the wake-up of every blocking-style wait (see ``park``)."""
+
+    __slots__ = ("resume",)
+
+    resume: Callable[..., Any]
+
+
 def _hub_main(loop: Loop) -> None:
     me = getcurrent()
-    if loop._run_iterations(me):
-        return  # stop() observed: back to run_forever() in the runner greenlet
-    # A step we ran blocked, was resumed by the hub and has finished, and we could not take
-    # the loop over (see take_over): switch back to that hub and retire.
-    current = loop._hub
-    if current is None or loop._closed:  # type: ignore[attr-defined]
-        return  # unwound by close(), or resumed by kill_pooled() to end
-    # Not pooled: _pooled_hub() hands out only the runner's children, which we are not.
-    loop._hub_retired.append(me)
-    current.switch()  # resumed only by kill_pooled(), to end
+    try:
+        if loop._run_iterations(me):
+            return  # stop() observed: back to run_forever() in the runner greenlet
+        # A step we ran blocked, was resumed by the hub and has finished, and we could not
+        # take the loop over (see take_over): switch back to that hub and retire.
+        current = loop._hub
+        if current is None or loop._closed:  # type: ignore[attr-defined]
+            return  # unwound by close(), or resumed by kill_pooled() to end
+        # Not pooled: _pooled_hub() hands out only the runner's children, which we are not.
+        loop._hub_retired.append(me)
+        current.switch()  # resumed only by kill_pooled(), to end
+    finally:
+        del me.resume  # greenlet -> its bound switch -> greenlet: no cycle left for the GC
 
 
 def take_over(loop: Loop, me: greenlet) -> bool:
@@ -407,12 +420,15 @@ def park(
     if timeout is None and not priority:
         # The common wait: fut's done-callback is our greenlet's own switch, so waking us
         # runs no Python at all. Only fut can wake us, and a wait that ends any other way
-        # (an exception thrown in) disarms that callback below. A green thread's greenlet
-        # keeps its bound switch (``resume``): a new one per wait would be an object that
+        # (an exception thrown in) disarms that callback below. A green thread's greenlet,
+        # and a hub's, keeps its bound switch (``resume``): a new one per wait would be an object that
         # lives exactly as long as the wait, and with thousands of threads waiting, young
         # collections promote such objects by the thousand, which makes full collections
         # (that walk every live object) come sooner.
-        wake = me.switch if gt is None else me.resume
+        try:
+            wake = me.resume  # a green thread's or a hub's (a task step's) own bound switch
+        except AttributeError:
+            wake = me.switch  # a greenlet of the user's own
         # With this context, the future's call_soon() queues a Wakeup, not a Handle.
         context: Any = _loop.WAKE_CONTEXT
     else:
@@ -548,7 +564,10 @@ def yield_now(loop: Loop, what: str) -> None:
         gt = None
         owner = task
         priority = 0
-    entry._run = me.switch if gt is None else me.resume  # as in park()
+    try:
+        entry._run = me.resume  # as in park()
+    except AttributeError:
+        entry._run = me.switch
     # loop._enqueue(priority, entry), written out: this is sleep(0)'s whole cost.
     if priority:
         loop._prio_ready[priority - _loop.PRIORITY_MIN].append(entry)

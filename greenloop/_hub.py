@@ -67,26 +67,22 @@ def run_hub(loop: Loop) -> None:
     switches into it, so hubs created by hubs would inherit ever deeper stacks.
     """
     loop._runner = getcurrent()
-    hub = _pooled_hub(loop)
+    # A run starts with an empty pool (kill_pooled() emptied it when the last run ended), and
+    # the runner is switched back to only to make a hub that the pool could not provide.
     made = 0
     while True:
-        if hub is None:
-            hub = _HubGreenlet(functools.partial(_hub_main, loop), parent=loop._runner)
-            hub.resume = hub.switch  # a cycle, broken when _hub_main() ends
-            loop._hub = hub
-            # Hubs start at different depths of the C stack (see _deeper): the first at the
-            # runner's own, each of the next few a band deeper where there is room.
-            if 0 < made < _BANDS and _room_for_bands():
-                got = _deeper(_BAND_CALLS * made, hub.switch)
-            else:
-                got = hub.switch()
-            made += 1
+        hub = _HubGreenlet(functools.partial(_hub_main, loop), parent=loop._runner)
+        hub.resume = hub.switch  # a cycle, broken when _hub_main() ends
+        loop._hub = hub
+        # Hubs start at different depths of the C stack (see _deeper): the first at the
+        # runner's own, each of the next few a band deeper where there is room.
+        if 0 < made < _BANDS and _room_for_bands():
+            got = _deeper(_BAND_CALLS * made, hub.switch)
         else:
-            loop._hub = hub
             got = hub.switch()
+        made += 1
         if got is not _NEW_HUB:
             return  # the hub that observed stop() returned
-        hub = None
 
 
 # A greenlet's stack starts where it is first switched to, and a switch copies to the heap
@@ -133,13 +129,6 @@ def _room_for_bands() -> bool:
 _NEW_HUB = object()
 
 
-def _pooled_hub(loop: Loop) -> greenlet | None:
-    # Every pooled hub is alive and a child of the current runner: take_over() and
-    # _hub_main() pool only such hubs, and kill_pooled() empties the pool when a run ends.
-    pool = loop._hub_pool
-    return pool.pop() if pool else None
-
-
 class _HubGreenlet(greenlet):  # type: ignore[misc]
     """A hub's greenlet: ``resume`` is its own bound ``switch``, made once, which a task step
     it runs registers as the wake-up of every blocking-style wait (see ``park``)."""
@@ -159,7 +148,7 @@ def _hub_main(loop: Loop) -> None:
         current = loop._hub
         if current is None or loop._closed:  # type: ignore[attr-defined]
             return  # unwound by close(), or resumed by kill_pooled() to end
-        # Not pooled: _pooled_hub() hands out only the runner's children, which we are not.
+        # Not pooled: the pool holds only the runner's children (see _hand_over).
         loop._hub_retired.append(me)
         current.switch()  # resumed only by kill_pooled(), to end
     finally:
@@ -322,12 +311,15 @@ class Waiter:
 def _wake_context(callback: Any) -> Any:
     """The context to schedule a waiter's wake-up with: a greenlet's bound switch needs none
     (see ``_loop.WAKE_CONTEXT``); anything else runs in a copy of the current one."""
-    if (
-        type(callback) is _Switch
-        and callback.__name__ == "switch"
-        and isinstance(callback.__self__, greenlet)
-    ):
-        return _loop.WAKE_CONTEXT
+    return _loop.WAKE_CONTEXT if _switched_greenlet(callback) is not None else None
+
+
+def _switched_greenlet(callback: Any) -> greenlet | None:
+    """The greenlet ``callback`` switches to, if it is a greenlet's bound ``switch``."""
+    if type(callback) is _Switch and callback.__name__ == "switch":
+        glet = callback.__self__
+        if isinstance(glet, greenlet):
+            return glet
     return None
 
 
@@ -421,10 +413,10 @@ def park(
         # The common wait: fut's done-callback is our greenlet's own switch, so waking us
         # runs no Python at all. Only fut can wake us, and a wait that ends any other way
         # (an exception thrown in) disarms that callback below. A green thread's greenlet,
-        # and a hub's, keeps its bound switch (``resume``): a new one per wait would be an object that
-        # lives exactly as long as the wait, and with thousands of threads waiting, young
-        # collections promote such objects by the thousand, which makes full collections
-        # (that walk every live object) come sooner.
+        # and a hub's, keeps its bound switch (``resume``): a new one per wait would be an
+        # object that lives exactly as long as the wait, and with thousands of threads
+        # waiting, young collections promote such objects by the thousand, which makes full
+        # collections (that walk every live object) come sooner.
         try:
             wake = me.resume  # a green thread's or a hub's (a task step's) own bound switch
         except AttributeError:
@@ -503,8 +495,11 @@ def _disarm(loop: Loop, fut: asyncio.Future[Any] | Waiter, switch: Any) -> None:
 def _hand_over(loop: Loop) -> Any:
     """Park a task step that runs *on* the hub: another hub runs the loop meanwhile and this
     greenlet keeps the step's stack (it becomes an ex-hub)."""
+    # Every pooled hub is alive and a child of the current runner: only a take-over pools a
+    # hub, the displaced current one (whose parent is the runner), and kill_pooled() empties
+    # the pool when a run ends. So a pooled hub is taken with no checks.
     pool = loop._hub_pool
-    if pool:  # _pooled_hub(), inlined
+    if pool:
         new_hub = pool.pop()
         loop._hub = new_hub
         return new_hub.switch()
@@ -678,8 +673,7 @@ def _suspended(loop: Loop) -> list[tuple[greenlet, Any]]:
 def _resumes(callback: Any) -> greenlet | None:
     """The greenlet a wake-up left by park() or yield_now() would resume, if it is one."""
     if type(callback) is _Switch:
-        glet = callback.__self__
-        return glet if isinstance(glet, greenlet) and callback.__name__ == "switch" else None
+        return _switched_greenlet(callback)
     if type(callback) is _Yield:
         return None if callback._cancelled else callback._run.__self__  # type: ignore[no-any-return]
     if isinstance(callback, _Wake):

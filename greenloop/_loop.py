@@ -268,7 +268,7 @@ class Loop(asyncio.SelectorEventLoop):
         # the greenlet that called run_forever(), and parked hubs ready for reuse.
         self._hub: greenlet | None = None
         self._runner: greenlet | None = None
-        self._hub_pool: list[greenlet] = []  # hubs that may run the loop (see _hub._pooled_hub)
+        self._hub_pool: list[greenlet] = []  # hubs that may run the loop (see _hub._hand_over)
         self._hub_retired: list[greenlet] = []  # hubs that cannot (see _hub._hub_main)
         self._takeovers = 0  # ex-hubs that took the loop back (_hub.take_over); for debug mode
         self._debug_t0 = 0.0  # when the callback that debug mode times last started
@@ -611,8 +611,7 @@ class Loop(asyncio.SelectorEventLoop):
             self._call_soon(callback, args, None)
             return
         self._check_closed()
-        self._prio_ready[priority - PRIORITY_MIN].append(asyncio.Handle(callback, args, self, None))
-        self._prio_pending += 1
+        self._enqueue(priority, asyncio.Handle(callback, args, self, None))
         if self._thread_id is None or self._thread_id != threading.get_ident():
             self._write_to_self()
 

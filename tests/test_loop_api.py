@@ -825,45 +825,40 @@ def test_debug_mode_slow_task_step_names_a_task(loop, caplog):
     assert message.startswith("Executing <Task finished name='slow-step' ")
 
 
-def _slow_reports(caplog: pytest.LogCaptureFixture) -> list[tuple[str, float]]:
-    found = []
+def _run_reporting_slow_steps(loop, caplog, coro, name):
+    """Run ``coro`` as a task named ``name`` in debug mode (slow above 0.05 s); return its
+    result and the slow-callback reports as (what, seconds)."""
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.05
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        result = run(loop, loop.create_task(coro, name=name))
+    reports = []
     for record in caplog.records:
         m = re.fullmatch(r"Executing (.*) took (\d+\.\d{3}) seconds", record.getMessage(), re.S)
         if m:
-            found.append((m[1], float(m[2])))
-    return found
+            reports.append((m[1], float(m[2])))
+    return result, reports
 
 
 def test_green_debug_mode_does_not_report_a_blocking_style_wait_in_a_task_as_slow(green_loop, caplog):
     # The step waits 0.3 s in greenloop.sleep() while the loop goes on: the loop never
     # stalled, so nothing is slow (it used to be reported as a 0.3 s callback).
-    loop = green_loop
-    loop.set_debug(True)
-    loop.slow_callback_duration = 0.05
-
     async def waits() -> str:
         greenloop.sleep(0.3)
         return "woke"
 
-    with caplog.at_level(logging.WARNING, logger="asyncio"):
-        assert run(loop, loop.create_task(waits(), name="green-wait")) == "woke"
-    assert _slow_reports(caplog) == []
+    assert _run_reporting_slow_steps(green_loop, caplog, waits(), "green-wait") == ("woke", [])
 
 
 def test_green_debug_mode_times_a_task_step_from_its_wake_up(green_loop, caplog):
     # After its blocking-style wait the step stalls the loop for 0.1 s: that is reported,
     # naming the task, and the 0.4 s it spent waiting is not counted.
-    loop = green_loop
-    loop.set_debug(True)
-    loop.slow_callback_duration = 0.05
-
     async def waits_then_stalls() -> None:
         greenloop.sleep(0.4)
         time.sleep(0.1)  # noqa: ASYNC251 - blocking on purpose: the slow part
 
-    with caplog.at_level(logging.WARNING, logger="asyncio"):
-        run(loop, loop.create_task(waits_then_stalls(), name="stalls-after-wait"))
-    ((what, seconds),) = _slow_reports(caplog)
+    _, reports = _run_reporting_slow_steps(green_loop, caplog, waits_then_stalls(), "stalls-after-wait")
+    ((what, seconds),) = reports
     assert "name='stalls-after-wait'" in what
     assert 0.1 <= seconds < 0.4
 

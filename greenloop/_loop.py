@@ -611,7 +611,9 @@ class Loop(asyncio.SelectorEventLoop):
             self._call_soon(callback, args, None)
             return
         self._check_closed()
-        self._enqueue(priority, asyncio.Handle(callback, args, self, None))
+        # _enqueue(), written out: this is every wake-up of a prioritised green thread.
+        self._prio_ready[priority - PRIORITY_MIN].append(asyncio.Handle(callback, args, self, None))
+        self._prio_pending += 1
         if self._thread_id is None or self._thread_id != threading.get_ident():
             self._write_to_self()
 

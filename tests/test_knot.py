@@ -545,6 +545,27 @@ def test_500_when_reading_a_file_fails(docroot: Path) -> None:
     assert (resp.status, resp.headers["connection"]) == (500, "close")
 
 
+def test_closed_request_reader_is_freed_without_garbage_collection() -> None:
+    """The parser calls the reader's bound methods, so the two make a reference cycle;
+    close() (at every connection's end) breaks it, or every finished connection's request
+    state waits for a full collection: measured, that made several full collections a second
+    at 16,384 clients."""
+    import gc
+    import weakref
+
+    reader = RequestReader(Limits())
+    reader.feed(get("/a.txt"))
+    assert reader.done.popleft().target == b"/a.txt"
+    gc.disable()
+    try:
+        ref = weakref.ref(reader)
+        reader.close()
+        del reader
+        assert ref() is None
+    finally:
+        gc.enable()
+
+
 def test_policy_a_with_a_tiny_page_cache(docroot: Path) -> None:
     """Knot-A (the module's greenloop server is Knot-C), with a 10-byte cache: all misses."""
     with start_knot("greenloop", docroot, "--policy", "A", "--cache-mb", "0.00001") as server:

@@ -108,6 +108,13 @@ class RequestReader:
             return 400
         return 0
 
+    def close(self) -> None:
+        """Free the parser now. It and this reader refer to each other (its callbacks are this
+        reader's bound methods): left as they are, the pair and every request state they hold
+        wait for a full garbage collection, which at 16,384 connections ran several times a
+        second over everything the server holds."""
+        self._parser = None  # a closed reader reads nothing more
+
     def head_only(self) -> bool:
         """Whether the request being read (say, when it failed) is a HEAD: no error body."""
         return self._parser.get_method() == b"HEAD"

@@ -215,8 +215,14 @@ class Knot:
 
         Returns True if it ended on an error answer (the client may still be sending).
         """
-        cfg = self.cfg
         reader = RequestReader(self.limits)
+        try:
+            return self._converse(out, reader)
+        finally:
+            reader.close()
+
+    def _converse(self, out: Client, reader: RequestReader) -> bool:
+        cfg = self.cfg
         while True:
             # Until the next request starts, the idle timeout runs; from its first byte, the
             # request timeout, however slowly the rest trickles in (slowloris).

@@ -68,6 +68,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.server.connections.discard(self)
+        self.reader.close()
 
     def data_received(self, data: bytes) -> None:
         self.last_active = time.monotonic()

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -192,6 +193,40 @@ def _fig3_summary(results: dict[str, list[dict[str, Any]]], labels: dict[str, st
     return "\n".join(lines)
 
 
+def _seda_point(impl: str, n: int, seconds: float, cpus: set[int] | None) -> dict[str, Any]:
+    """One run of demos/load/seda.py in its own process: its JSON line, or an error."""
+    cmd = [sys.executable, "-m", "demos.load.seda", "--impl", impl, "--n", str(n), "--seconds", str(seconds)]
+    try:
+        out = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=max(600.0, n / 1000),
+            check=False,
+            cwd=servers.REPO,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
+        )
+        line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+        r: dict[str, Any] = json.loads(line) if line.startswith("{") else {"error": out.stderr.strip()[-300:]}
+    except subprocess.TimeoutExpired:
+        r = {"error": "timed out"}
+    r.setdefault("impl", impl)
+    r.setdefault("n", n)
+    return r
+
+
+def _median_point(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median run of one point (by requests/s), with every run's rate kept beside it."""
+    ok = sorted((r for r in runs if "error" not in r), key=lambda r: r["rps"])
+    if not ok:
+        return runs[-1]
+    point = dict(ok[len(ok) // 2] if len(ok) % 2 else ok[len(ok) // 2 - 1])
+    point["rps"] = statistics.median(r["rps"] for r in ok)
+    point["rps_runs"] = [r["rps"] for r in runs if "error" not in r]
+    point["rss_max"] = max(r["rss_max"] for r in ok)
+    return point
+
+
 def figure2(args: argparse.Namespace, info: dict[str, Any]) -> None:
     sizes = dict(FIG2_SIZES)
     if args.pool_sizes:
@@ -200,41 +235,45 @@ def figure2(args: argparse.Namespace, info: dict[str, Any]) -> None:
     if args.quick:
         sizes = {"greenloop": [1, 100, 10_000], "threads": [1, 100], "asyncio": [1], "asyncio-dispatch": [1]}
     seconds = args.duration or (1.0 if args.quick else 5.0)
+    repeat = 1 if args.quick else args.repeat
     cpus = cpu_split()[0]
-    results: dict[str, list[dict[str, Any]]] = {}
-    for impl, ns in sizes.items():
-        results[impl] = []
-        for n in ns:
-            cmd = [sys.executable, "-m", "demos.load.seda", "--impl", impl, "--n", str(n)]
-            cmd += ["--seconds", str(seconds)]
+    # Rounds over every point, not one point's runs back to back: this host's speed drifts
+    # by 20-30 % over minutes, and a drift should spread over all points, not tilt the curve.
+    runs: dict[tuple[str, int], list[dict[str, Any]]] = {(i, n): [] for i, ns in sizes.items() for n in ns}
+    for rnd in range(1, repeat + 1):
+        for (impl, n), done in runs.items():
             t0 = time.monotonic()
-            try:
-                out = subprocess.run(
-                    cmd,
-                    capture_output=True,
-                    text=True,
-                    timeout=max(600.0, n / 1000),
-                    check=False,
-                    cwd=servers.REPO,
-                    preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
-                )
-                line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
-                r = json.loads(line) if line.startswith("{") else {"error": out.stderr.strip()[-300:]}
-            except subprocess.TimeoutExpired:
-                r = {"error": "timed out"}
-            r.setdefault("impl", impl)
-            r.setdefault("n", n)
-            results[impl].append(r)
+            r = _seda_point(impl, n, seconds, cpus)
+            done.append(r)
             shown = r.get("error") or f"{r['rps']:10,.0f} req/s, RSS {r['rss_max'] / 2**20:7,.0f} MiB"
-            print(f"[fig2] {impl:9} N={n:>9,}: {shown}  ({time.monotonic() - t0:.0f} s)", flush=True)
+            print(
+                f"[fig2 {rnd}/{repeat}] {impl:9} N={n:>9,}: {shown}  ({time.monotonic() - t0:.0f} s)",
+                flush=True,
+            )
+    results: dict[str, list[dict[str, Any]]] = {impl: [] for impl in sizes}
+    for (impl, _), done in runs.items():
+        results[impl].append(_median_point(done))
     ok = {impl: [r for r in rs if "error" not in r] for impl, rs in results.items()}
+
+    def spread(r: dict[str, Any]) -> str:
+        rates = r.get("rps_runs") or []
+        return f"{min(rates):,.0f} - {max(rates):,.0f}" if len(rates) > 1 else ""
+
     rows = [
-        [impl, r["n"], r.get("rps", 0.0), r.get("rss_max", 0) / 2**20, r.get("error", "")]
+        [impl, r["n"], r.get("rps", 0.0), spread(r), r.get("rss_max", 0) / 2**20, r.get("error", "")]
         for impl, rs in results.items()
         for r in rs
     ]
     table = report.markdown_table(
-        ["implementation", "pool size", "requests/s", "peak RSS MiB", "error"], rows
+        [
+            "implementation",
+            "pool size",
+            "requests/s (median)",
+            "runs: lowest - highest",
+            "peak RSS MiB",
+            "error",
+        ],
+        rows,
     )
     lines = []
     green = ok.get("greenloop", [])
@@ -268,8 +307,9 @@ def figure2(args: argparse.Namespace, info: dict[str, Any]) -> None:
         "figure2",
         info,
         title="Figure 2: threaded server benchmark, throughput versus pool size",
-        body=f"- {seconds:g} s per point after a 0.5 s warm-up; each request is an 8 KiB pread of a cached "
-        f"file and one trip through the scheduler (see demos/load/seda.py); pinned to CPU {cpus}\n\n"
+        body=f"- {seconds:g} s per run after a 0.5 s warm-up, the median of {repeat} runs per point "
+        "(taken in rounds over all points); each request is an 8 KiB pread of a cached file and one "
+        f"trip through the scheduler (see demos/load/seda.py); pinned to CPU {cpus}\n\n"
         + "\n".join(lines)
         + f"\n\n{table}",
         raw={"results": results},
@@ -298,6 +338,7 @@ def main() -> None:
     p.add_argument("--clients", default="", help="Figure 3 client counts (comma-separated)")
     p.add_argument("--servers", default="", help="Figure 3 servers: " + ",".join(servers.SERVERS))
     p.add_argument("--pool-sizes", default="", help="Figure 2 pool sizes (comma-separated)")
+    p.add_argument("--repeat", type=int, default=3, help="Figure 2: runs per point (the median is shown)")
     p.add_argument("--out", default=report.RESULTS_DIR)
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)

@@ -3,13 +3,13 @@
     python -m demos.figures [--fig 3,2] [--quick] [--duration S] [--clients LIST]
                             [--servers LIST] [--pool-sizes LIST]
 
-Figure 3 (web server bandwidth versus simultaneous clients): each server in turn, alone on
-CPU 0, loaded from CPU 1 by closed-loop keep-alive clients (wrk with demos/load/knot.lua,
-10 requests per connection on average) at 1 ... 16,384 clients over the document tree of
-demos/load/tree.py. Per point: requests/s, Mbit/s, p99 latency, failed requests, and the
-server's peak RSS. Servers: Knot-C and Knot-A on greenloop, the same Knot code on gevent and
-on OS threads, aiohttp on asyncio and on uvloop, and the event-style reference (uvloop +
-httptools with Knot's parser and cache).
+Figure 3 (web server bandwidth versus simultaneous clients): every server runs on CPU 0, and
+each is loaded in turn from CPU 1 (one client count on every server, then the next) by
+closed-loop keep-alive clients (wrk with demos/load/knot.lua, 10 requests per connection on
+average) at 1 ... 16,384 clients over the document tree of demos/load/tree.py. Per point:
+requests/s, Mbit/s, p99 latency, failed requests, and the server's peak RSS. Servers: Knot-C
+and Knot-A on greenloop, the same Knot code on gevent and on OS threads, aiohttp on asyncio
+and on uvloop, and the event-style reference (uvloop + httptools with Knot's parser and cache).
 
 Figure 2 (SEDA's threaded-server benchmark, demos/load/seda.py): requests per second versus
 pool size, for greenloop green threads (1 ... 1,000,000), OS threads (as far as the machine
@@ -73,19 +73,25 @@ def figure3(args: argparse.Namespace, info: dict[str, Any]) -> None:
         clients = clients[::3] if not args.clients else clients
     duration = args.duration or (2.0 if args.quick else 10.0)
     warm_up = 2.0 if args.quick else WARM_UP_S
-    results: dict[str, list[dict[str, Any]]] = {}
-    labels = {}
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     total, step = len(names) * len(clients), 0
-    for name in names:
-        results[name] = []
-        server = servers.Server(name, root, cpus=server_cpus)
-        labels[name] = server.label
-        try:
+    # Every server runs from the start (idle ones cost nothing), and each client count is
+    # measured on all of them in turn: this shared host's speed drifts by 20-30 % over
+    # minutes, so servers measured one after the other, 20 minutes apart, were compared
+    # across that drift; now the servers of one point are measured within a few minutes.
+    running: dict[str, servers.Server] = {}
+    try:
+        for name in names:
+            running[name] = servers.Server(name, root, cpus=server_cpus)
+        labels = {name: server.label for name, server in running.items()}
+        for name in names:
             # Warm up: the page cache, the OS's file cache, the interpreter's specialised code.
             # With 2 s, the first points of the first server measured were up to 2-3x low
             # (cold), which a second run of the same point did not reproduce.
-            wrk.run(server, 64, warm_up, paths, cpus=load_cpus)
-            for n in clients:
+            wrk.run(running[name], 64, warm_up, paths, cpus=load_cpus)
+        for n in clients:
+            for name in names:
+                server = running[name]
                 step += 1
                 try:
                     # Opening thousands of connections takes seconds, and is part of the point:
@@ -104,8 +110,9 @@ def figure3(args: argparse.Namespace, info: dict[str, Any]) -> None:
                 if not server.alive():
                     print(f"  {name} died; restarting it", flush=True)
                     server.stop()
-                    server = servers.Server(name, root, cpus=server_cpus)
-        finally:
+                    running[name] = servers.Server(name, root, cpus=server_cpus)
+    finally:
+        for server in running.values():
             server.stop()
 
     rows = []
@@ -153,7 +160,8 @@ def figure3(args: argparse.Namespace, info: dict[str, Any]) -> None:
         title="Figure 3: web server bandwidth versus simultaneous clients",
         body=f"- load: wrk (or the greenloop generator where wrk is missing), {duration:g} s per point after "
         f"a {warm_up:g} s warm-up, 10 requests per connection on average; SPECweb99-like tree, mean response "
-        f"{mean:.1f} KiB; server on CPU {server_cpus}, load on CPU {load_cpus}\n\n{summary}\n\n{table}",
+        f"{mean:.1f} KiB; servers on CPU {server_cpus}, all running, each client count measured on every "
+        f"server in turn; load on CPU {load_cpus}\n\n{summary}\n\n{table}",
         raw={"results": results, "labels": labels},
     )
 

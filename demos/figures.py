@@ -100,6 +100,9 @@ def figure3(args: argparse.Namespace, info: dict[str, Any]) -> None:
                 except (RuntimeError, subprocess.TimeoutExpired) as exc:
                     r = {"clients": n, "error": str(exc)[-300:], "rps": 0.0, "mbit_s": 0.0, "errors": -1}
                 r["server_rss"] = server.rss()
+                # A server that fell behind goes on answering after wrk has stopped; the next
+                # server's point must not share CPU 0 with that.
+                r["idle_after_s"] = server.wait_idle()
                 results[name].append(r)
                 print(
                     f"[fig3 {step:3}/{total}] {server.label:30} {n:6} clients: {r['rps']:9,.0f} req/s "

@@ -95,6 +95,31 @@ class Server:
                 pass
         return total
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server and its worker processes have used so far."""
+        total = 0
+        for pid in [self.proc.pid, *children(self.proc.pid)]:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+            except (OSError, IndexError, ValueError):
+                pass
+        return total / os.sysconf("SC_CLK_TCK")
+
+    def wait_idle(self, timeout: float = 60.0) -> float:
+        """Wait until the server has finished the work a load left it (connections to close,
+        requests queued before the clients went); returns the seconds waited."""
+        t0 = time.monotonic()
+        last = self.cpu_seconds()
+        while time.monotonic() - t0 < timeout:
+            time.sleep(0.5)
+            now = self.cpu_seconds()
+            if now - last < 0.02:  # under 4 % of a CPU for half a second
+                break
+            last = now
+        return time.monotonic() - t0
+
     def alive(self) -> bool:
         return self.proc.poll() is None
 

@@ -548,8 +548,7 @@ def test_500_when_reading_a_file_fails(docroot: Path) -> None:
 def test_closed_request_reader_is_freed_without_garbage_collection() -> None:
     """The parser calls the reader's bound methods, so the two make a reference cycle;
     close() (at every connection's end) breaks it, or every finished connection's request
-    state waits for a full collection: measured, that made several full collections a second
-    at 16,384 clients."""
+    state stays in memory until a full collection."""
     import gc
     import weakref
 

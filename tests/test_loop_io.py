@@ -324,7 +324,7 @@ def test_green_transport_freed_without_garbage_collection(green_loop, ending):
 
     asyncio's selector transport keeps a bound method of itself (``_read_ready_cb``): on 3.11
     every closed transport, on 3.12+ one lost without close(), waits with its socket and
-    protocol for a full collection, which dominated a server's time at 16,384 connections.
+    protocol for a full collection (every second or two at 16,384 connections).
     greenloop breaks the cycle (asyncio's own loop fails this test: that is the point).
     """
     loop = green_loop

@@ -110,9 +110,8 @@ class RequestReader:
 
     def close(self) -> None:
         """Free the parser now. It and this reader refer to each other (its callbacks are this
-        reader's bound methods): left as they are, the pair and every request state they hold
-        wait for a full garbage collection, which at 16,384 connections ran several times a
-        second over everything the server holds."""
+        reader's bound methods): left as they are, the pair and the request state they hold
+        stay in memory until a full garbage collection."""
         self._parser = None  # a closed reader reads nothing more
 
     def head_only(self) -> bool:

@@ -231,7 +231,7 @@ def _median_point(runs: list[dict[str, Any]]) -> dict[str, Any]:
     ok = sorted((r for r in runs if "error" not in r), key=lambda r: r["rps"])
     if not ok:
         return runs[-1]
-    point = dict(ok[len(ok) // 2] if len(ok) % 2 else ok[len(ok) // 2 - 1])
+    point = dict(ok[(len(ok) - 1) // 2])  # the middle run (the lower of two middles)
     point["rps"] = statistics.median(r["rps"] for r in ok)
     point["rps_runs"] = [r["rps"] for r in runs if "error" not in r]
     point["rss_max"] = max(r["rss_max"] for r in ok)

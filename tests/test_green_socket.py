@@ -838,6 +838,52 @@ def test_cancel_recv_then_reuse() -> None:
     run_green(body)
 
 
+@pytest.mark.parametrize("priority", [greenloop.PRIORITY_DEFAULT, greenloop.PRIORITY_DEFAULT - 1])
+def test_wait_after_a_short_read_is_woken_cancelled_and_reused(priority: int) -> None:
+    # After a short read, recv() waits before reading (the socket is probably empty): the
+    # path a thread-per-connection server takes once per request. At the default priority it
+    # is the lean wait; at another priority the general one. Both must wake on data, take
+    # cancel() while waiting and cancel() that came before the wait, and leave no waiter.
+    def body() -> None:
+        a, b = gsocket.socketpair()
+        with a, b:
+
+            def reader() -> list[bytes]:
+                got = [b.recv(10)]  # a short read: the next recv() waits first
+                got.append(b.recv(10))
+                return got
+
+            a.sendall(b"one")
+            r = greenloop.spawn(reader, priority=priority)
+            greenloop.sleep(0.01)
+            a.sendall(b"two")
+            assert r.join(TIMEOUT) == [b"one", b"two"]
+
+            r = greenloop.spawn(reader, priority=priority)
+            a.sendall(b"three")
+            greenloop.sleep(0.01)  # read "three", now waiting in the second recv()
+            r.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                r.join(TIMEOUT)
+
+            def cancelled_before_waiting() -> None:
+                assert b.recv(10) == b"four"
+                greenloop.current_green_thread().cancel()  # type: ignore[union-attr]
+                b.recv(10)  # raises at once: the cancel came while it had no wait
+
+            a.sendall(b"four")
+            r = greenloop.spawn(cancelled_before_waiting, priority=priority)
+            with pytest.raises(asyncio.CancelledError):
+                r.join(TIMEOUT)
+            # No waiter was left behind by either cancel: a new wait gets the next bytes.
+            r = greenloop.spawn(b.recv, 10, priority=priority)
+            greenloop.sleep(0.01)
+            a.sendall(b"five")
+            assert r.join(TIMEOUT) == b"five"
+
+    run_green(body)
+
+
 class _CountingPoller:
     """Wraps the selector's epoll (or poll) object, recording the calls that change interest."""
 

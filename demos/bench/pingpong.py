@@ -9,6 +9,12 @@ per request. The same plain blocking code runs on greenloop's green threads and 
 socket and on gevent after ``monkey.patch_all()``; an asyncio Protocol doing the same on
 asyncio's loop and on uvloop is the event-style reference. Each run is a fresh process;
 the table gives the median CPU time per round trip (two messages) and greenloop's ratios.
+
+The ``greenlet`` runner is the floor for green threads in Python: the same two functions on
+bare greenlets, switched by a dozen-line epoll hub that keeps none of an asyncio loop's
+guarantees (no callbacks, timers, ordering, cancellation or priorities). What greenloop costs
+above it is the price of being an asyncio loop; what it costs above uvloop's Protocol is, in
+addition, that of switching stacks instead of calling a callback.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import sys
 import time
 from typing import Any
 
-RUNNERS = ("greenloop", "gevent", "asyncio", "uvloop")
+RUNNERS = ("greenloop", "greenlet", "gevent", "asyncio", "uvloop")
 
 
 def _side_a(sock: Any, n: int) -> None:
@@ -65,10 +71,83 @@ def run(runner: str, pairs: int, rounds: int) -> float:
 
         start = time.process_time()
         greenloop.spawn(main).join()
+    elif runner == "greenlet":
+        start = time.process_time()
+        _run_bare_greenlets(pairs, rounds)
     else:
         start = time.process_time()
         _run_protocols(runner, pairs, rounds)
     return (time.process_time() - start) / (pairs * rounds)
+
+
+class _BareSocket:
+    """recv/sendall on a non-blocking socket for bare greenlets: wait in the hub's epoll when
+    the last read was short (the next one would find nothing), as greenloop's socket does."""
+
+    def __init__(self, sock: Any, hub: Any) -> None:
+        self.sock, self.hub, self.drained, self.registered = sock, hub, False, False
+        sock.setblocking(False)
+
+    def recv(self, size: int) -> bytes:
+        import select
+
+        from greenlet import getcurrent
+
+        while True:
+            if self.drained:
+                fd = self.sock.fileno()
+                if not self.registered:
+                    self.hub.epoll.register(fd, select.EPOLLIN)
+                    self.registered = True
+                self.hub.waiting[fd] = getcurrent()
+                self.hub.switch()
+            try:
+                data: bytes = self.sock.recv(size)
+            except BlockingIOError:
+                self.drained = True
+                continue
+            self.drained = len(data) < size
+            return data
+
+    def sendall(self, data: bytes) -> None:
+        self.sock.send(data)  # 100 bytes into an empty socket buffer: never partial
+
+
+def _run_bare_greenlets(pairs: int, rounds: int) -> None:
+    import select
+    import socket
+
+    from greenlet import greenlet
+
+    def hub_main() -> None:
+        for glet in list(live):
+            glet.switch()  # runs until its first wait
+        pop = hub.waiting.pop
+        while live:
+            for fd, _ in hub.epoll.poll():
+                glet = pop(fd, None)
+                if glet is not None:
+                    glet.switch()
+
+    hub = greenlet(hub_main)
+    hub.epoll, hub.waiting = select.epoll(), {}
+    live: list[Any] = []
+    socks: list[Any] = []
+
+    def spawn(fn: Any, sock: Any, n: int) -> None:
+        def body() -> None:
+            fn(_BareSocket(sock, hub), n)
+            live.remove(glet)
+
+        glet = greenlet(body, parent=hub)
+        live.append(glet)
+        socks.append(sock)
+
+    _threads(spawn, socket.socketpair, pairs, rounds)
+    hub.switch()
+    hub.epoll.close()
+    for sock in socks:
+        sock.close()
 
 
 def _run_protocols(runner: str, pairs: int, rounds: int) -> None:

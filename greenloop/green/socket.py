@@ -97,6 +97,8 @@ from operator import index as _index
 from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from greenlet import getcurrent as _getcurrent
+
 from .. import _hub
 from .._green import _resolve_loop, wait
 from .._green import sleep as _sleep
@@ -164,6 +166,9 @@ _MSG_DONTWAIT: int = getattr(_socket, "MSG_DONTWAIT", 0)
 
 # The C methods, called directly: with the C-level timeout at 0 they never block.
 _recv = _csock.recv
+_family = _csock.family.__get__
+_type = _csock.type.__get__
+_proto = _csock.proto.__get__
 _recv_into = _csock.recv_into
 _recvfrom = _csock.recvfrom
 _recvfrom_into = _csock.recvfrom_into
@@ -239,8 +244,15 @@ class _Waiter:
         fut = self.fut
         if fut is None:
             self.disarm()  # ready while nobody waits: leave the epoll set until the next wait
-        else:
-            fut.wake()
+        elif not fut._done:  # fut.wake(), inlined (this runs once per wait)
+            fut._done = True
+            callback = fut._callback
+            if callback is not None:
+                fut._callback = None
+                if _getcurrent() is self.loop._hub:
+                    callback(fut)
+                else:
+                    self.loop.call_soon(callback, fut, context=_hub._wake_context(callback))
 
     def registered(self) -> bool:
         """Are we the selector's live entry for this fd and direction?"""
@@ -484,7 +496,9 @@ class socket(_StdSocket):
                 f"{'write to' if write else 'read from'} this socket (fd {fd}); only one waiter "
                 "per socket and direction is supported"
             )
-        if not waiter.registered():
+        # waiter.registered(), inlined: are we still the selector's entry for this fd?
+        key = None if waiter._cancelled else loop._selector._fd_to_key.get(fd)  # type: ignore[attr-defined]
+        if key is None or key.data[write] is not waiter:
             waiter.register(what)
         fut = waiter.fut = waiter.spare  # reused: make it a fresh one-shot Waiter again
         fut._done = False
@@ -492,6 +506,8 @@ class socket(_StdSocket):
         try:
             if loop._hub is None:
                 wait(fut, timeout, what)  # drives the loop (main greenlet) or says why it can't
+            elif timeout is None:
+                _hub.park_waiter(loop, fut, what)
             else:
                 _hub.park(loop, fut, timeout, what)  # wait() would look up the loop we know
         except TimeoutError:
@@ -572,6 +588,23 @@ class socket(_StdSocket):
         return self._gl_retry(op, args, False, what)
 
     def recv(self, bufsize: int, flags: int = 0, /) -> bytes:
+        state = self._gl_io
+        if state is not None and state.drained and not flags and self._gl_timeout is None:
+            # _gl_read()'s wait-first case, written out: a thread-per-connection server's
+            # every request comes through here.
+            loop = _running_loops.get(_get_ident())
+            if loop is not None and not state.rwait._cancelled:
+                while True:
+                    self._gl_park(loop, False, None, "socket.recv()")
+                    try:
+                        data = _recv(self, bufsize)
+                        break
+                    except (BlockingIOError, InterruptedError):
+                        pass  # a spurious wake-up: wait again
+                state = self._gl_io
+                if state is not None:
+                    state.drained = len(data) < bufsize
+                return data
         data = self._gl_read(_recv, (bufsize, flags), "socket.recv()")
         state = self._gl_io
         if state is not None:
@@ -784,7 +817,8 @@ class socket(_StdSocket):
             if self._gl_timeout == 0.0:
                 raise
             fd, addr = self._gl_retry(_accept, (), False, "socket.accept()")
-        sock = socket(self.family, self.type, self.proto, fileno=fd)
+        # The C-level numbers: the family and type properties make enum members, slowly.
+        sock = socket(_family(self), _type(self), _proto(self), fd)
         # As the stdlib (issue #7995): without a default timeout, a connection accepted on a
         # listening socket with a timeout is blocking, whatever the platform inherits.
         if _getdefaulttimeout() is None and self._gl_timeout:

@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PYENV_ROOT ?= $(HOME)/.pyenv
 EXTRA_PYTHONS := $(foreach v,3.12.1 3.13.0,$(wildcard $(PYENV_ROOT)/versions/$(v)/bin/python3))
 
-.PHONY: all venv venvs system-deps lint typecheck unit test test-matrix test-pollers compat compat-check compat-patched bench bench-green demo figures clean
+.PHONY: all venv venvs system-deps lint typecheck unit test test-matrix test-pollers compat compat-check compat-patched bench bench-green floor demo figures clean
 
 all: test
 
@@ -74,6 +74,10 @@ bench: venv
 
 bench-green: venv
 	$(PY) -m demos.bench.green
+
+# Knot-C beside the same request code on bare greenlets (the floor) and as uvloop callbacks.
+floor: system-deps venv
+	$(PY) -m demos.bench.floor
 
 demo: system-deps venv
 	$(PY) -m demos.demo

@@ -29,6 +29,7 @@ import threading
 from asyncio import base_events, events, selector_events
 from collections.abc import Coroutine, Generator
 from contextvars import Context, copy_context
+from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from greenlet import getcurrent, greenlet
@@ -47,6 +48,7 @@ _EVENT_WRITE = selectors.EVENT_WRITE
 # Level-triggered epoll reports the rest at the next poll, one iteration later (libuv and
 # libev also use a bounded buffer).
 _MAX_EVENTS = 1024
+_BASE_TIME = base_events.BaseEventLoop.time
 
 _T = TypeVar("_T")
 
@@ -499,6 +501,10 @@ class Loop(asyncio.SelectorEventLoop):
         fd_to_key = self._selector._fd_to_key  # type: ignore[attr-defined]
         heappop = heapq.heappop
         time = self.time
+        if getattr(time, "__func__", None) is _BASE_TIME:
+            # asyncio's loop.time() is time.monotonic(): call that, not a Python frame around
+            # it, twice an iteration whenever a timer is pending (a server's reaper, any sleep).
+            time = _monotonic
         # While the runner stays the same, a hub of this run_forever() can take the loop back
         # without take_over()'s checks: its parent is that runner.
         runner = self._runner

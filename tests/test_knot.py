@@ -665,10 +665,10 @@ def test_knot_path_bench_answers_every_request(capsys: pytest.CaptureFixture[str
     )
 
 
-# -- the event-style reference (Figure 3's duality rows) -----------------------------------
+# -- the event-style reference (Figure 3's duality rows) and the bare-greenlet floor ----------
 
 
-@pytest.mark.parametrize("name", ["uvloop-httptools", "greenloop-httptools"])
+@pytest.mark.parametrize("name", ["uvloop-httptools", "greenloop-httptools", "bare-greenlets"])
 def test_event_style_reference_answers_like_knot(name: str, knot: Server, docroot: Path) -> None:
     # Figure 3 compares Knot with this server on uvloop and on greenloop's loop; the comparison
     # means something only if both send the same answers, pipelined and in order.

@@ -31,6 +31,9 @@ SERVERS: dict[str, tuple[list[str], str]] = {
         "aiohttp web.static (uvloop)",
     ),
     "uvloop-httptools": (["-m", "demos.uvloop_httptools"], "uvloop + httptools (events)"),
+    # Knot's request code on bare greenlets and a minimal epoll hub: the floor for green
+    # threads in Python (demos.bench.floor; not in Figure 3's default set).
+    "bare-greenlets": (["-m", "demos.bare_greenlets"], "bare greenlets (floor)"),
     # The same event-style server on greenloop's loop: events and threads on one mechanism.
     "greenloop-httptools": (
         ["-m", "demos.uvloop_httptools", "--loop", "greenloop"],

@@ -35,6 +35,22 @@ class _EpollSelector(selectors.EpollSelector):
     _selector: select.epoll
     _fd_to_key: dict[int, selectors.SelectorKey]
 
+    # The green socket's register and unregister: an int fd of its own, checked by the caller,
+    # without the generic path's file-object lookups and mapping views (selectors' register
+    # and asyncio's _remove_reader cost a dozen Python calls, once per connection each).
+    def register_fd(self, fd: int, events: int, data: Any) -> None:
+        if fd in self._fd_to_key:
+            raise KeyError(f"{fd!r} (FD {fd}) is already registered")
+        self._selector.register(fd, _epoll_mask(events))
+        self._fd_to_key[fd] = selectors.SelectorKey(fd, fd, events, data)
+
+    def unregister_fd(self, fd: int) -> None:
+        del self._fd_to_key[fd]
+        try:
+            self._selector.unregister(fd)
+        except OSError:  # closed already: epoll forgot it by itself (as selectors tolerates)
+            pass
+
     def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         key = self.get_key(fileobj)
         try:

@@ -956,6 +956,38 @@ def test_registration_kept_across_waits_and_dropped_when_idle() -> None:
     run_green(body)
 
 
+def test_close_with_both_directions_registered_leaves_the_selector() -> None:
+    # A socket waited on for reading and for writing at once holds one selector entry with
+    # both; close() must drop the entry whole (and wake both waiters with EBADF), so that a
+    # new file given the same fd number starts clean.
+    def body() -> None:
+        loop = asyncio.get_running_loop()
+        fd_map = loop._selector.get_map()  # type: ignore[attr-defined]
+        a, b = gsocket.socketpair()
+        with a:
+            b.setsockopt(std_socket.SOL_SOCKET, std_socket.SO_SNDBUF, 4096)
+            reader = greenloop.spawn(b.recv, 10)
+            writer = greenloop.spawn(b.sendall, b"x" * (1 << 22))  # fills both buffers, waits
+            greenloop.sleep(0.02)
+            fd = b.fileno()
+            r, w = fd_map[fd].data
+            assert r is not None and w is not None
+            b.close()
+            assert fd not in fd_map
+            for gt in (reader, writer):
+                with pytest.raises(OSError) as info:
+                    gt.join(TIMEOUT)
+                assert info.value.errno == errno.EBADF
+        c, d = gsocket.socketpair()  # likely reuses the numbers: must register afresh
+        with c, d:
+            r2 = greenloop.spawn(c.recv, 10)
+            greenloop.sleep(0.005)
+            d.sendall(b"fresh")
+            assert r2.join(TIMEOUT) == b"fresh"
+
+    run_green(body)
+
+
 def test_unclosed_socket_collected_leaves_the_selector() -> None:
     def body() -> None:
         loop = asyncio.get_running_loop()

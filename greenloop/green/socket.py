@@ -104,6 +104,7 @@ from .._green import _resolve_loop, wait
 from .._green import sleep as _sleep
 from .._hub import Waiter
 from .._loop import _running_loops
+from .._poller import _EpollSelector
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
@@ -283,7 +284,11 @@ class _Waiter:
                 loop._remove_reader(fd)  # type: ignore[attr-defined]
             key = selector._fd_to_key.get(fd)
         if key is None:
-            selector.register(fd, _WRITE if write else _READ, (None, self) if write else (self, None))
+            data = (None, self) if write else (self, None)
+            if type(selector) is _EpollSelector:
+                selector.register_fd(fd, _WRITE if write else _READ, data)
+            else:
+                selector.register(fd, _WRITE if write else _READ, data)
         else:
             reader, writer = key.data
             data = (reader, self) if write else (self, writer)
@@ -293,7 +298,10 @@ class _Waiter:
     def disarm(self) -> None:
         """Remove our registration (if it is still ours); the fd must still be open."""
         if self.registered():
-            if self.write:
+            selector: Any = self.loop._selector  # type: ignore[attr-defined]
+            if type(selector) is _EpollSelector and selector._fd_to_key[self.fd].data[not self.write] is None:
+                selector.unregister_fd(self.fd)  # the only interest in this fd: drop it whole
+            elif self.write:
                 self.loop._remove_writer(self.fd)  # type: ignore[attr-defined]
             else:
                 self.loop._remove_reader(self.fd)  # type: ignore[attr-defined]

@@ -85,21 +85,23 @@ class _BareSocket:
     the last read was short (the next one would find nothing), as greenloop's socket does."""
 
     def __init__(self, sock: Any, hub: Any) -> None:
-        self.sock, self.hub, self.drained, self.registered = sock, hub, False, False
-        sock.setblocking(False)
-
-    def recv(self, size: int) -> bytes:
+        # Imported here, once: gevent's runner must patch the stdlib before anything imports it.
         import select
 
         from greenlet import getcurrent
 
+        self.sock, self.hub, self.drained, self.registered = sock, hub, False, False
+        self.epollin, self.getcurrent = select.EPOLLIN, getcurrent
+        sock.setblocking(False)
+
+    def recv(self, size: int) -> bytes:
         while True:
             if self.drained:
                 fd = self.sock.fileno()
                 if not self.registered:
-                    self.hub.epoll.register(fd, select.EPOLLIN)
+                    self.hub.epoll.register(fd, self.epollin)
                     self.registered = True
-                self.hub.waiting[fd] = getcurrent()
+                self.hub.waiting[fd] = self.getcurrent()
                 self.hub.switch()
             try:
                 data: bytes = self.sock.recv(size)

@@ -97,8 +97,6 @@ from operator import index as _index
 from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from greenlet import getcurrent as _getcurrent
-
 from .. import _hub
 from .._green import _resolve_loop, wait
 from .._green import sleep as _sleep
@@ -245,15 +243,8 @@ class _Waiter:
         fut = self.fut
         if fut is None:
             self.disarm()  # ready while nobody waits: leave the epoll set until the next wait
-        elif not fut._done:  # fut.wake(), inlined (this runs once per wait)
-            fut._done = True
-            callback = fut._callback
-            if callback is not None:
-                fut._callback = None
-                if _getcurrent() is self.loop._hub:
-                    callback(fut)
-                else:
-                    self.loop.call_soon(callback, fut, context=_hub._wake_context(callback))
+        else:
+            fut.wake()
 
     def registered(self) -> bool:
         """Are we the selector's live entry for this fd and direction?"""
@@ -504,9 +495,7 @@ class socket(_StdSocket):
                 f"{'write to' if write else 'read from'} this socket (fd {fd}); only one waiter "
                 "per socket and direction is supported"
             )
-        # waiter.registered(), inlined: are we still the selector's entry for this fd?
-        key = None if waiter._cancelled else loop._selector._fd_to_key.get(fd)  # type: ignore[attr-defined]
-        if key is None or key.data[write] is not waiter:
+        if not waiter.registered():
             waiter.register(what)
         fut = waiter.fut = waiter.spare  # reused: make it a fresh one-shot Waiter again
         fut._done = False

@@ -388,19 +388,57 @@ def park(
     of every blocking-style call: keep it lean.
     """
     me = getcurrent()
+    gt = getattr(me, "gt", None)
+    if gt is not None and timeout is None and not gt._priority and _current_tasks.get(loop) is None:
+        # The common wait (a thread-per-connection server makes one per request): a green
+        # thread at the default priority with no deadline. fut's done-callback is the
+        # thread's own bound switch, made once (``resume``), so waking it runs no Python at
+        # all and allocates nothing: with thousands of threads waiting, an object per wait
+        # would be promoted by young collections by the thousand and bring full collections
+        # (which walk every live object) sooner. Only fut can wake us; a wait that ends any
+        # other way (an exception thrown in) disarms that callback below.
+        if gt._gl_must_cancel:
+            _deliver_cancel(gt)
+        wake = me.resume
+        if type(fut) is Waiter and not fut._done:
+            fut._callback = wake  # add_done_callback(), without the call
+        else:
+            # With this context, the future's call_soon() queues a Wakeup, not a Handle.
+            fut.add_done_callback(wake, context=_loop.WAKE_CONTEXT)
+        gt._gl_waiter = fut
+        got = None
+        try:
+            got = loop._hub.switch()  # type: ignore[union-attr]
+        finally:
+            gt._gl_waiter = None
+            if got is None:  # not woken by fut: an exception was thrown in
+                _disarm(loop, fut, wake)
+        if type(fut) is not Waiter:
+            result = fut.result()
+        elif fut._exception is None:  # result(), without the call (a Waiter is done when it wakes us)
+            result = fut._result
+        else:
+            raise fut._exception
+        if gt._gl_must_cancel:
+            # cancel() came after the wait was over but before this green thread resumed:
+            # raise here, as asyncio raises at the await a task resumes from.
+            _deliver_cancel(gt)
+        return result
+    return _park(loop, fut, timeout, what)
+
+
+def _park(loop: Loop, fut: asyncio.Future[Any] | Waiter, timeout: float | None, what: str) -> Any:
+    """park() for every other wait: with a timeout, at a priority, in a task step, or in a
+    greenlet that is not a green thread."""
+    me = getcurrent()
+    gt = getattr(me, "gt", None)
     hub = loop._hub
     task: Any = _current_tasks.get(loop)
     if task is None:
         if me is hub or hub is None:
             _refuse_park(me, hub, what)
-        # The green thread we run (None for another greenlet), its priority, and a cancel()
-        # that came while it had nothing to wait on. Written out here and in yield_now():
-        # as a shared function it cost 2.6 % of a green thread's future wait and 4 % of its
-        # sleep(0) (valgrind, 3.11).
-        gt = getattr(me, "gt", None)
-        if gt is None:
-            priority = 0
-        else:
+        priority = 0
+        if gt is not None:
             if gt._gl_must_cancel:
                 _deliver_cancel(gt)
             priority = gt._priority
@@ -410,18 +448,11 @@ def park(
         owner = task
         priority = 0
     if timeout is None and not priority:
-        # The common wait: fut's done-callback is our greenlet's own switch, so waking us
-        # runs no Python at all. Only fut can wake us, and a wait that ends any other way
-        # (an exception thrown in) disarms that callback below. A green thread's greenlet,
-        # and a hub's, keeps its bound switch (``resume``): a new one per wait would be an
-        # object that lives exactly as long as the wait, and with thousands of threads
-        # waiting, young collections promote such objects by the thousand, which makes full
-        # collections (that walk every live object) come sooner.
+        # As in park()'s common case: the greenlet's own switch is the done-callback.
         try:
             wake = me.resume  # a green thread's or a hub's (a task step's) own bound switch
         except AttributeError:
             wake = me.switch  # a greenlet of the user's own
-        # With this context, the future's call_soon() queues a Wakeup, not a Handle.
         context: Any = _loop.WAKE_CONTEXT
     else:
         wake = _PriorityWake(me, loop, priority) if priority else _Wake(me)
@@ -429,7 +460,7 @@ def park(
     if owner is not None:
         owner._gl_waiter = fut
     if type(fut) is Waiter and not fut._done:
-        fut._callback = wake  # add_done_callback(), without the call
+        fut._callback = wake
     else:
         fut.add_done_callback(wake, context=context)
     timer = loop.call_later(timeout, wake, _TIMED_OUT) if timeout is not None else None
@@ -461,47 +492,18 @@ def park(
     if got is _TIMED_OUT:
         fut.remove_done_callback(wake)
         raise TimeoutError
-    if type(fut) is Waiter:  # result(), without the call (a Waiter is done when it wakes us)
-        if fut._exception is not None:
-            raise fut._exception
-        result = fut._result
-    else:
-        result = fut.result()
+    result = _result(fut)
     if gt is not None and gt._gl_must_cancel:
-        # cancel() came after the wait was over but before this green thread resumed:
-        # raise here, as asyncio raises at the await a task resumes from.
-        _deliver_cancel(gt)
+        _deliver_cancel(gt)  # see park()
     return result
 
 
-def park_waiter(loop: Loop, fut: Waiter, what: str) -> None:
-    """``park(loop, fut)`` for a fresh Waiter with no timeout: a green socket's wait.
-
-    The same steps as park()'s common case, for the one kind of wait that happens once per
-    request in a thread-per-connection server: a green thread at the default priority, no
-    asyncio task current. Anything else goes through park(). Measured with valgrind on
-    3.11, a green-socket ping-pong round trip took 67.8k instructions through park().
-    """
-    me = getcurrent()
-    gt = getattr(me, "gt", None)
-    if gt is None or gt._priority or _current_tasks.get(loop) is not None or me is loop._hub:
-        park(loop, fut, None, what)
-        return
-    if gt._gl_must_cancel:
-        _deliver_cancel(gt)
-    wake = fut._callback = me.resume
-    gt._gl_waiter = fut
-    got = None
-    try:
-        got = loop._hub.switch()  # type: ignore[union-attr]
-    finally:
-        gt._gl_waiter = None
-        if got is None:  # not woken by fut: an exception was thrown in
-            _disarm(loop, fut, wake)
-    if fut._exception is not None:
-        raise fut._exception
-    if gt._gl_must_cancel:  # as in park(): cancel() came after the wake-up
-        _deliver_cancel(gt)
+def _result(fut: asyncio.Future[Any] | Waiter) -> Any:
+    if type(fut) is Waiter:  # result(), without the call (a Waiter is done when it wakes us)
+        if fut._exception is not None:
+            raise fut._exception
+        return fut._result
+    return fut.result()
 
 
 # The type of a greenlet's bound switch: that of every bound method of a C type, so where

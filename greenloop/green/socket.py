@@ -503,8 +503,6 @@ class socket(_StdSocket):
         try:
             if loop._hub is None:
                 wait(fut, timeout, what)  # drives the loop (main greenlet) or says why it can't
-            elif timeout is None:
-                _hub.park_waiter(loop, fut, what)
             else:
                 _hub.park(loop, fut, timeout, what)  # wait() would look up the loop we know
         except TimeoutError:

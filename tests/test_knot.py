@@ -682,3 +682,25 @@ def test_event_style_reference_answers_like_knot(name: str, knot: Server, docroo
         assert {k: v for k, v in mine.headers.items() if k != "date"} == {
             k: v for k, v in theirs.headers.items() if k != "date"
         }
+
+
+@pytest.mark.parametrize("setting", ["", "default"])
+def test_gc_policy_is_applied_in_a_fresh_process_unless_disabled(setting: str) -> None:
+    # gc.freeze() and the thresholds are process-wide: checked in a child, never here.
+    import subprocess
+    import sys
+
+    code = (
+        "import gc; print(gc.get_threshold()); from demos import gc_policy; gc_policy.apply(); "
+        "print(gc.get_threshold(), gc.get_freeze_count() > 0)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "DEMOS_GC": setting},
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    expected = "(700, 10, 10) False" if setting == "default" else "(100000, 10, 10) True"
+    assert out.stdout.splitlines() == ["(700, 10, 10)", expected]

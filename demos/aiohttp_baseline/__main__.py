@@ -21,6 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
+from demos import gc_policy
 from demos.knot.files import Entry, PageCache, cache_key, load, resolved_root
 
 MAX_ENTRY = 4 << 20  # as Knot: bigger files are not cached
@@ -68,6 +69,7 @@ async def serve(args: argparse.Namespace) -> None:
     site = web.TCPSite(runner, args.host, args.port, backlog=65535, reuse_address=True)
     await site.start()
     port = runner.addresses[0][1]
+    gc_policy.apply()
     print(
         f"aiohttp: serving {args.root} on http://{args.host}:{port}/ (loop {args.loop}, {args.variant})",
         flush=True,

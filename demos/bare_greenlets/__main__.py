@@ -26,6 +26,7 @@ from typing import Any
 
 from greenlet import getcurrent, greenlet
 
+from demos import gc_policy
 from demos.knot.files import Entry, PageCache, load, resolved_root
 from demos.knot.http import Limits, RequestReader, error_response, file_response, route
 
@@ -183,6 +184,7 @@ def main() -> None:
     listener = socket.create_server((args.host, args.port), backlog=65535, reuse_port=False)
     port = listener.getsockname()[1]
     print(f"bare-greenlets: serving {args.root} on http://{args.host}:{port}/", flush=True)
+    gc_policy.apply()
     hub.spawn(server.accept_forever, listener)
     try:
         hub.glet.switch()

@@ -15,6 +15,8 @@ import signal
 import socket
 import sys
 
+from demos import gc_policy
+
 from .runtime import RUNTIMES
 
 
@@ -78,6 +80,7 @@ def worker(args: argparse.Namespace, port: int, reuse_port: bool, ready_fd: int 
     else:
         os.write(ready_fd, b".")
         os.close(ready_fd)
+    gc_policy.apply()
     rt.run(lambda: knot.accept_forever(sock))
 
 

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 from typing import Any
 
+from .. import gc_policy
 from ..machine import cpu_model as _cpu_model
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "docs", "results")
@@ -48,6 +49,7 @@ def machine_info() -> dict[str, Any]:
         "os": f"{platform.system()} {platform.release()}",
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "packages": versions,
+        "gc": gc_policy.describe(),
         "wrk": wrk,
         "commit": _git_commit(),
         "load_before": f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (1/5/15 min)",
@@ -62,6 +64,7 @@ def machine_markdown(info: dict[str, Any], command: str) -> str:
             f"- date: {info['date']}; commit {info['commit']}",
             f"- machine: {info['cpu']}; {info['os']}; load average before the run {info['load_before']}",
             f"- {info['python']}; {pkgs}; {info['wrk']}",
+            *([f"- GC: {info['gc']}"] if "gc" in info else []),
             *(f"- kernel: {note}" for note in info.get("tuning", [])),
         ]
     )

@@ -30,6 +30,7 @@ from typing import Any
 
 import uvloop
 
+from demos import gc_policy
 from demos.knot.files import Entry, PageCache, load, resolved_root
 from demos.knot.http import Limits, RequestReader, error_response, file_response, route
 
@@ -148,6 +149,7 @@ async def serve(args: argparse.Namespace) -> None:
     for sock in srv.sockets:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     server.sweep()
+    gc_policy.apply()
     port = srv.sockets[0].getsockname()[1]
     print(f"uvloop-httptools: serving {args.root} on http://{args.host}:{port}/", flush=True)
     await srv.serve_forever()

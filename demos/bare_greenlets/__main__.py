@@ -28,11 +28,10 @@ from greenlet import getcurrent, greenlet
 
 from demos import gc_policy
 from demos.knot.files import Entry, PageCache, load, resolved_root
-from demos.knot.http import Limits, RequestReader, error_response, file_response, route
+from demos.knot.http import Limits, RequestReader, cached_answer, error_response, route
 
 RECV_SIZE = 65536
 MAX_ENTRY = 4 << 20
-_CLOSING = {400, 408, 413, 414, 431, 500, 503}
 
 
 class Hub:
@@ -143,7 +142,6 @@ class Server:
         done = reader.done
         while done:
             req = done.popleft()
-            keep_alive = req.keep_alive and not req.close
             entry: Entry | int | bytes = route(req)
             if isinstance(entry, bytes):
                 key = entry
@@ -152,15 +150,7 @@ class Server:
                     self.cache.put(key, entry)
                 elif isinstance(entry, Entry):
                     entry = 500  # too big for the cache: streaming is Knot's job, not the floor's
-            if isinstance(entry, int):
-                keep_alive = keep_alive and entry not in _CLOSING
-                out.append(error_response(entry, keep_alive, head_only=req.method == b"HEAD"))
-            else:
-                head, with_body = file_response(req, entry, keep_alive)
-                out.append(head)
-                if with_body and entry.body is not None:
-                    out.append(entry.body)
-            if not keep_alive:
+            if not cached_answer(req, entry, out):
                 return out, True
         return out, False
 

@@ -244,6 +244,30 @@ def file_response(req: Request, entry: Entry, keep_alive: bool) -> tuple[bytes, 
     return _dated()[2] + entry.fields + end, req.method == b"GET"
 
 
+# Errors after which the connection is closed (its byte stream can no longer be trusted, or
+# the client is being turned away).
+CLOSING = frozenset({400, 408, 413, 414, 431, 500, 503})
+
+
+def cached_answer(req: Request, entry: Entry | int, out: list[bytes]) -> bool:
+    """Append the whole answer to ``req`` to ``out``: ``entry`` is a file with its body in
+    memory, or an error status. Returns whether the connection stays open after it.
+
+    The answer of the servers that serve from memory only (the event-style reference and the
+    bare-greenlet floor); Knot's own (server.py) also streams files too big for its cache.
+    """
+    keep_alive = req.keep_alive and not req.close
+    if isinstance(entry, int):
+        keep_alive = keep_alive and entry not in CLOSING
+        out.append(error_response(entry, keep_alive, head_only=req.method == b"HEAD"))
+    else:
+        head, with_body = file_response(req, entry, keep_alive)
+        out.append(head)
+        if with_body and entry.body is not None:
+            out.append(entry.body)
+    return keep_alive
+
+
 def error_response(status: int, keep_alive: bool, head_only: bool = False) -> bytes:
     """A complete error answer with a short text body (none for HEAD)."""
     body = b"" if head_only else f"{status} {REASONS[status]}\n".encode()

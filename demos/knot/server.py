@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .files import Entry, PageCache, load, read_exactly, resolved_root
-from .http import Limits, Request, RequestReader, error_response, file_response, route
+from .http import CLOSING, Limits, Request, RequestReader, error_response, file_response, route
 from .runtime import Runtime
 
 RECV_SIZE = 65536
@@ -43,9 +43,6 @@ STREAM_CHUNK = 256 * 1024
 # before closing: closing with unread input sends a reset, and a reset can make the client's
 # kernel discard our answer before the client has read it (Apache's "lingering close").
 LINGER = 1.0
-# Errors after which the connection is closed (its byte stream can no longer be trusted, or
-# the client is being turned away).
-_CLOSING = {400, 408, 413, 414, 431, 500, 503}
 CLOSE = 1  # answer(): the connection ends normally after this answer
 # accept() failures that say "not now" rather than "broken": out of descriptors or memory.
 _ACCEPT_RESOURCE = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
@@ -265,7 +262,7 @@ class Knot:
             self.warn(f"{req.target!r}: {exc!r}")
             entry = 500
         if isinstance(entry, int):
-            closing = entry in _CLOSING
+            closing = entry in CLOSING
             out.add(error_response(entry, keep_alive and not closing, head_only=req.method == b"HEAD"))
             return entry if closing else 0 if keep_alive else CLOSE
         head, with_body = file_response(req, entry, keep_alive)

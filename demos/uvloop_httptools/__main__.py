@@ -32,12 +32,11 @@ import uvloop
 
 from demos import gc_policy
 from demos.knot.files import Entry, PageCache, load, resolved_root
-from demos.knot.http import Limits, RequestReader, error_response, file_response, route
+from demos.knot.http import Limits, RequestReader, cached_answer, error_response, route
 
 MAX_ENTRY = 4 << 20
 IDLE_TIMEOUT = 15.0
 REQUEST_TIMEOUT = 10.0
-_CLOSING = {400, 408, 413, 414, 431, 500, 503}
 
 
 class Server:
@@ -94,16 +93,7 @@ class HttpProtocol(asyncio.Protocol):
                     break
             self.loading = None
             done.popleft()
-            keep_alive = req.keep_alive and not req.close
-            if isinstance(entry, int):
-                keep_alive = keep_alive and entry not in _CLOSING
-                out.append(error_response(entry, keep_alive, head_only=req.method == b"HEAD"))
-            else:
-                head, with_body = file_response(req, entry, keep_alive)
-                out.append(head)
-                if with_body:
-                    out.append(entry.body)
-            if not keep_alive:
+            if not cached_answer(req, entry, out):
                 self.transport.write(b"".join(out))
                 self.transport.close()
                 return

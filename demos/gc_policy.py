@@ -3,8 +3,8 @@
 A server with thousands of open connections keeps tens of thousands of objects that the
 cyclic GC tracks: Knot about 23 per connection (its thread, socket, HTTP parser and their
 helpers), the event servers and aiohttp theirs. With CPython's default thresholds
-(700, 10, 10) the objects of every connection that lives longer than a few hundred
-allocations are promoted to the oldest generation, and a full collection, which walks every
+(700, 10, 10; 2,000 first on 3.13) the objects of every connection that lives longer than a
+few hundred allocations are promoted to the oldest generation, and a full collection, which walks every
 tracked object, runs each time the promoted objects reach a quarter of those that survived
 the last one. Under 16,384 keep-alive clients (10 requests per connection) Knot-C spent
 about 11 % of its time in full collections: ~360,000 objects, ~300 ms each, one every
@@ -16,8 +16,8 @@ commonly do:
 
 * ``gc.freeze()``: modules, classes and the page cache are never garbage, and no
   collection walks them again;
-* a first threshold of 100,000 instead of 700: a connection's objects are mostly created
-  and freed between two collections, so few reach the old generation. Reference cycles are
+* a first threshold of 100,000 instead of 700 (2,000): a connection's objects are mostly
+  created and freed between two collections, so few reach the old generation. Reference cycles are
   still collected, at the latest after 100,000 net new tracked objects.
 
 ``DEMOS_GC=default`` leaves CPython's defaults (to measure what this changes).

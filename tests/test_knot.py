@@ -687,12 +687,15 @@ def test_event_style_reference_answers_like_knot(name: str, knot: Server, docroo
 @pytest.mark.parametrize("setting", ["", "default"])
 def test_gc_policy_is_applied_in_a_fresh_process_unless_disabled(setting: str) -> None:
     # gc.freeze() and the thresholds are process-wide: checked in a child, never here.
+    import ast
     import subprocess
     import sys
 
+    # The freeze count is compared, not tested for zero: 3.12 starts with objects frozen.
     code = (
-        "import gc; print(gc.get_threshold()); from demos import gc_policy; gc_policy.apply(); "
-        "print(gc.get_threshold(), gc.get_freeze_count() > 0)"
+        "import gc; before = gc.get_threshold(), gc.get_freeze_count(); "
+        "from demos import gc_policy; gc_policy.apply(); "
+        "print((before, (gc.get_threshold(), gc.get_freeze_count())))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
@@ -702,5 +705,9 @@ def test_gc_policy_is_applied_in_a_fresh_process_unless_disabled(setting: str) -
         text=True,
         check=True,
     )
-    expected = "(700, 10, 10) False" if setting == "default" else "(100000, 10, 10) True"
-    assert out.stdout.splitlines() == ["(700, 10, 10)", expected]
+    (default, frozen_before), (after, frozen_after) = ast.literal_eval(out.stdout)
+    if setting == "default":
+        assert (after, frozen_after) == (default, frozen_before)
+    else:
+        assert after == (100_000, *default[1:])  # CPython's first threshold differs by version
+        assert frozen_after > frozen_before

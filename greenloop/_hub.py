@@ -413,12 +413,7 @@ def park(
             gt._gl_waiter = None
             if got is None:  # not woken by fut: an exception was thrown in
                 _disarm(loop, fut, wake)
-        if type(fut) is not Waiter:
-            result = fut.result()
-        elif fut._exception is None:  # result(), without the call (a Waiter is done when it wakes us)
-            result = fut._result
-        else:
-            raise fut._exception
+        result = _result(fut)
         if gt._gl_must_cancel:
             # cancel() came after the wait was over but before this green thread resumed:
             # raise here, as asyncio raises at the await a task resumes from.

@@ -8,6 +8,7 @@ Security tests are in test_knot_security.py; they share the helpers here.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import email.utils
 import http.client
@@ -16,6 +17,8 @@ import os
 import re
 import socket
 import struct
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -687,10 +690,6 @@ def test_event_style_reference_answers_like_knot(name: str, knot: Server, docroo
 @pytest.mark.parametrize("setting", ["", "default"])
 def test_gc_policy_is_applied_in_a_fresh_process_unless_disabled(setting: str) -> None:
     # gc.freeze() and the thresholds are process-wide: checked in a child, never here.
-    import ast
-    import subprocess
-    import sys
-
     # The freeze count is compared, not tested for zero: 3.12 starts with objects frozen.
     code = (
         "import gc; before = gc.get_threshold(), gc.get_freeze_count(); "

@@ -473,8 +473,10 @@ class Loop(asyncio.SelectorEventLoop):
             key = fd_to_key.get(fd)
             if key is None:
                 continue
-            reader, writer = key.data
-            wanted = key.events
+            # A SelectorKey is (fileobj, fd, events, data): indexing a tuple is specialised
+            # by CPython, a namedtuple's field names are not.
+            reader, writer = key[3]
+            wanted = key[2]
             # Errors and hang-ups count as both readable and writable, as in selectors.
             if event & _NOT_EPOLLOUT and wanted & _EVENT_READ and reader is not None:
                 if reader._cancelled:

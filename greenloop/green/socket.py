@@ -238,13 +238,20 @@ class _Waiter:
         return self._cancelled
 
     def _run(self) -> None:
-        # The fd is ready. Waiter.wake() resumes the parked green context right here, on the
-        # hub, not one loop iteration later (as a future's callback would).
+        # The fd is ready: resume the parked green context right here, on the hub, not one
+        # loop iteration later (as a future's callback would). This is Waiter.wake() for the
+        # one case it has here, written out (every request of a thread-per-connection server
+        # comes through it): only the run loop calls us, so we are on the hub, and fut is
+        # our spare, reset with no result when the wait began.
         fut = self.fut
         if fut is None:
             self.disarm()  # ready while nobody waits: leave the epoll set until the next wait
-        else:
-            fut.wake()
+        elif not fut._done:
+            fut._done = True
+            callback = fut._callback
+            if callback is not None:
+                fut._callback = None
+                callback(fut)
 
     def registered(self) -> bool:
         """Are we the selector's live entry for this fd and direction?"""
@@ -495,7 +502,9 @@ class socket(_StdSocket):
                 f"{'write to' if write else 'read from'} this socket (fd {fd}); only one waiter "
                 "per socket and direction is supported"
             )
-        if not waiter.registered():
+        # registered(), written out: are we still the selector's entry for the fd?
+        key = None if waiter._cancelled else loop._selector._fd_to_key.get(fd)  # type: ignore[attr-defined]
+        if key is None or key.data[write] is not waiter:
             waiter.register(what)
         fut = waiter.fut = waiter.spare  # reused: make it a fresh one-shot Waiter again
         fut._done = False

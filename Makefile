@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PYENV_ROOT ?= $(HOME)/.pyenv
 EXTRA_PYTHONS := $(foreach v,3.12.1 3.13.0,$(wildcard $(PYENV_ROOT)/versions/$(v)/bin/python3))
 
-.PHONY: all venv venvs system-deps lint typecheck unit test test-matrix test-pollers compat compat-check compat-patched bench bench-green floor demo figures clean
+.PHONY: all venv venvs system-deps lint typecheck unit test test-matrix test-pollers compat compat-check compat-patched bench bench-green floor request-cost demo figures clean
 
 all: test
 
@@ -78,6 +78,12 @@ bench-green: venv
 # Knot-C beside the same request code on bare greenlets (the floor) and as uvloop callbacks.
 floor: system-deps venv
 	$(PY) -m demos.bench.floor
+
+# Where a request's user-space work goes, per server and layer (valgrind; about a minute each).
+request-cost: system-deps venv
+	@command -v valgrind >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq valgrind; }
+	$(PY) -m demos.bench.request_cost
 
 demo: system-deps venv
 	$(PY) -m demos.demo

@@ -145,10 +145,12 @@ class Server:
             entry: Entry | int | bytes = route(req)
             if isinstance(entry, bytes):
                 key = entry
-                entry = self.cache.get(key) or load(self.root, key, MAX_ENTRY)
-                if isinstance(entry, Entry) and entry.body is not None:
-                    self.cache.put(key, entry)
-                elif isinstance(entry, Entry):
+                entry = self.cache.get(key)
+                if entry is None:  # a miss: read the file (here, blocking the hub) and keep it
+                    entry = load(self.root, key, MAX_ENTRY)
+                    if isinstance(entry, Entry):
+                        self.cache.put(key, entry)
+                if isinstance(entry, Entry) and entry.body is None:
                     entry = 500  # too big for the cache: streaming is Knot's job, not the floor's
             if not cached_answer(req, entry, out):
                 return out, True

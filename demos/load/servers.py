@@ -34,6 +34,11 @@ SERVERS: dict[str, tuple[list[str], str]] = {
     # Knot's request code on bare greenlets and a minimal epoll hub: the floor for green
     # threads in Python (demos.bench.floor; not in Figure 3's default set).
     "bare-greenlets": (["-m", "demos.bare_greenlets"], "bare greenlets (floor)"),
+    # The event-style server on asyncio's own loop: what greenloop's loop is a drop-in for.
+    "asyncio-httptools": (
+        ["-m", "demos.uvloop_httptools", "--loop", "asyncio"],
+        "asyncio + httptools (events)",
+    ),
     # The same event-style server on greenloop's loop: events and threads on one mechanism.
     "greenloop-httptools": (
         ["-m", "demos.uvloop_httptools", "--loop", "greenloop"],
@@ -55,11 +60,14 @@ class Server:
         extra: list[str] | None = None,
         startup_timeout: float = 20.0,
         nofile: int | None = None,
+        interpreter: list[str] | None = None,
     ) -> None:
         args, self.label = SERVERS[name]
         self.name = name
         root = os.path.abspath(root)
-        cmd = [sys.executable, *args, "--root", root, "--port", str(port), *(extra or [])]
+        # interpreter: the command that runs the server's arguments, if not plain Python
+        # (valgrind, or a tracer: demos.bench.request_cost)
+        cmd = [*(interpreter or [sys.executable]), *args, "--root", root, "--port", str(port), *(extra or [])]
 
         def setup() -> None:  # in the child, before exec
             if cpus:

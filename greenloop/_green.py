@@ -382,6 +382,7 @@ class GreenThread(asyncio.Future, Generic[_T]):  # type: ignore[type-arg]
         else:
             glet = _ThreadGreenlet(_green_main, parent=loop._hub)
             glet.resume = glet.switch  # a cycle, broken when the greenlet leaves the pool
+            glet.level_wake = None  # made at its first wait at a priority (see _hub.park)
         self._glet = glet
         # The thread's contextvars context is its greenlet's own (greenlet switches it with
         # the stack), so fn runs in it without Context.run: one C-level call fewer on every
@@ -491,15 +492,17 @@ class GreenThread(asyncio.Future, Generic[_T]):  # type: ignore[type-arg]
 
 class _ThreadGreenlet(greenlet):  # type: ignore[misc]
     """The greenlet of green threads: ``gt`` is the thread it runs (None while pooled), and
-    ``resume`` its own bound ``switch``, made once (see ``_hub.park``).
+    ``resume`` its own bound ``switch``, made once (see ``_hub.park``); ``level_wake`` its
+    wake-up for waits at a priority other than the default, made once too.
 
     Slots rather than attributes in the greenlet's __dict__: one object fewer per thread.
     """
 
-    __slots__ = ("gt", "resume")
+    __slots__ = ("gt", "level_wake", "resume")
 
     gt: GreenThread[Any] | None
     resume: Callable[..., Any]
+    level_wake: Any  # a _hub._LevelWake, or None
 
 
 def _finished() -> None:
@@ -533,6 +536,7 @@ def _green_main() -> None:
             hub.switch()  # resumed by the next GreenThread._start that takes us from the pool
     finally:
         del me.resume  # greenlet -> its bound switch -> greenlet: no cycle left for the GC
+        me.level_wake = None  # (the same cycle, through the wake-up's glet)
 
 
 def _check_priority(priority: Any) -> int:

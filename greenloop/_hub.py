@@ -217,6 +217,36 @@ class _PriorityWake(_Wake):
             loop._call_soon_priority(self.priority, _Wake.__call__, self, arg)
 
 
+class _LevelWake:
+    """The done-callback of a green thread that waits at a priority other than the default
+    with no deadline (park()'s common case): one per thread greenlet, made at its first such
+    wait and kept, like the greenlet's ``resume``.
+
+    Called on the hub while the thread's level, or one below it, is running, it switches to
+    the thread at once; otherwise it queues a Wakeup at the thread's level (``_PriorityWake``
+    does the same with a Handle, for waits with a deadline). The level is read when the wait
+    ends, so a priority changed meanwhile counts.
+    """
+
+    __slots__ = ("glet", "loop")
+
+    def __init__(self, glet: greenlet) -> None:
+        self.glet = glet
+        self.loop: Loop | None = None  # set by every wait
+
+    def __call__(self, arg: Any = None) -> None:
+        glet = self.glet
+        loop: Any = self.loop
+        priority = glet.gt._priority
+        if priority >= loop._running_level and getcurrent() is loop._hub:
+            glet.resume()
+        else:
+            entry = _loop.Wakeup()
+            entry._run = glet.resume
+            entry.arg = arg
+            loop._enqueue(priority, entry)
+
+
 _TIMED_OUT = object()
 
 
@@ -389,17 +419,22 @@ def park(
     """
     me = getcurrent()
     gt = getattr(me, "gt", None)
-    if gt is not None and timeout is None and not gt._priority and _current_tasks.get(loop) is None:
+    if gt is not None and timeout is None and _current_tasks.get(loop) is None:
         # The common wait (a thread-per-connection server makes one per request): a green
-        # thread at the default priority with no deadline. fut's done-callback is the
+        # thread with no deadline. At the default priority fut's done-callback is the
         # thread's own bound switch, made once (``resume``), so waking it runs no Python at
         # all and allocates nothing: with thousands of threads waiting, an object per wait
         # would be promoted by young collections by the thousand and bring full collections
-        # (which walk every live object) sooner. Only fut can wake us; a wait that ends any
-        # other way (an exception thrown in) disarms that callback below.
+        # (which walk every live object) sooner. At another priority it is the thread's
+        # _LevelWake, made once too. Only fut can wake us; a wait that ends any other way
+        # (an exception thrown in) disarms that callback below.
         if gt._gl_must_cancel:
             _deliver_cancel(gt)
-        wake = me.resume
+        if gt._priority:
+            wake = me.level_wake or _new_level_wake(me)
+            wake.loop = loop
+        else:
+            wake = me.resume
         if type(fut) is Waiter and not fut._done:
             fut._callback = wake  # add_done_callback(), without the call
         else:
@@ -422,9 +457,14 @@ def park(
     return _park(loop, fut, timeout, what)
 
 
+def _new_level_wake(glet: greenlet) -> _LevelWake:
+    wake = glet.level_wake = _LevelWake(glet)
+    return wake
+
+
 def _park(loop: Loop, fut: asyncio.Future[Any] | Waiter, timeout: float | None, what: str) -> Any:
-    """park() for every other wait: with a timeout, at a priority, in a task step, or in a
-    greenlet that is not a green thread."""
+    """park() for every other wait: with a timeout, in a task step, or in a greenlet that is
+    not a green thread."""
     me = getcurrent()
     gt = getattr(me, "gt", None)
     hub = loop._hub
@@ -517,6 +557,13 @@ def _disarm(loop: Loop, fut: asyncio.Future[Any] | Waiter, switch: Any) -> None:
     for handle in loop._ready:  # type: ignore[attr-defined]
         if getattr(handle, "_callback", None) is switch:
             handle.cancel()
+    if type(switch) is _LevelWake:
+        # It may have queued the thread's resume at its level already.
+        resume = switch.glet.resume
+        for queue in (loop._ready, *loop._prio_ready):  # type: ignore[attr-defined]
+            for handle in queue:
+                if type(handle) is _loop.Wakeup and handle._run is resume:
+                    handle.cancel()
 
 
 def _hand_over(loop: Loop) -> Any:

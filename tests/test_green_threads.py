@@ -663,6 +663,81 @@ def test_priorities_order_each_iteration_and_never_starve() -> None:
     assert nth("low", 1) < nth("default", 2)
 
 
+def test_waits_at_a_priority_end_at_their_level() -> None:
+    """A green thread woken while a level at or below its own runs goes at once; one woken
+    while a level above it runs waits until its level's turn in that iteration."""
+    order: list[str] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        futs = {tag: loop.create_future() for tag in ("low", "default", "high")}
+
+        def waiter(tag: str) -> None:
+            order.append(f"{tag} waits")
+            order.append(f"{tag} got {greenloop.await_(futs[tag])}")
+
+        gts = [
+            greenloop.spawn(waiter, "low", priority=greenloop.PRIORITY_DEFAULT - 1),
+            greenloop.spawn(waiter, "default"),
+            greenloop.spawn(waiter, "high", priority=greenloop.PRIORITY_DEFAULT + 1),
+        ]
+        await asyncio.sleep(0.01)
+        assert len(order) == 3  # all three are waiting
+
+        def finish() -> None:  # one callback completes the three, lowest level first
+            for tag in ("low", "default", "high"):
+                futs[tag].set_result(tag)
+            loop.call_soon(order.append, "next callback")
+
+        loop.call_soon(finish)
+        await asyncio.gather(*gts)
+
+    run(main())
+    # The futures' callbacks run in the next iteration's pass over asyncio's callbacks (the
+    # default level): the default and the raised thread are switched to right there, in the
+    # order they were completed; the lowered one only after that pass.
+    assert order[3:] == ["default got default", "high got high", "next callback", "low got low"]
+
+
+def test_a_wait_at_a_priority_ended_by_an_exception_is_not_resumed_later() -> None:
+    """If an exception is thrown into a waiting thread after its wake-up was queued at its
+    (lowered) level, that wake-up is dropped: it must not resume the thread's next wait."""
+    events: list[str] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        first, second = loop.create_future(), loop.create_future()
+
+        def waiter() -> None:
+            try:
+                greenloop.await_(first)
+            except KeyError:
+                events.append("thrown in")
+            events.append(f"then got {greenloop.await_(second)}")
+
+        gt = greenloop.spawn(waiter, priority=greenloop.PRIORITY_DEFAULT - 1)
+        await asyncio.sleep(0.01)
+        glet = gt._glet  # type: ignore[attr-defined]
+
+        def throw() -> None:
+            glet.throw(KeyError("x"))  # runs the thread to its next wait, then returns
+
+        def complete_then_throw() -> None:
+            # In the next iteration the future's callback queues the thread's wake-up at
+            # level -1, then throw() runs, before that level's turn.
+            first.set_result(1)
+            loop.call_soon(throw)
+
+        loop.call_soon(complete_then_throw)
+        await asyncio.sleep(0.05)
+        assert events == ["thrown in"]  # the first wait's queued wake-up did not resume it
+        second.set_result(2)
+        await gt
+
+    run(main())
+    assert events == ["thrown in", "then got 2"]
+
+
 def test_priority_can_change_later() -> None:
     async def main() -> None:
         gt = greenloop.spawn(greenloop.sleep, 0.01)

@@ -706,3 +706,8 @@ class Loop(asyncio.SelectorEventLoop):
         if not self.is_closed() and (self._hub_pool or self._green_pool or _hub.has_parked(self)):
             _hub.unwind_parked(self)
         super().close()
+        # As asyncio's close() empties the ready queue: the levels' entries (wake-ups of
+        # prioritised threads) must not keep their greenlets alive with the closed loop.
+        for queue in self._prio_ready:
+            queue.clear()
+        self._prio_pending = 0

@@ -738,6 +738,28 @@ def test_a_wait_at_a_priority_ended_by_an_exception_is_not_resumed_later() -> No
     assert events == ["thrown in", "then got 2"]
 
 
+def test_close_drops_what_is_queued_at_every_level() -> None:
+    """As asyncio's close() empties the ready queue, greenloop's empties the priority levels'
+    queues: a closed loop keeps nothing a queued entry refers to alive."""
+    import weakref
+
+    class Entry:
+        _cancelled = False
+
+        def _run(self) -> None:
+            raise AssertionError("a closed loop ran an entry")
+
+    loop = greenloop.Loop()
+    refs = []
+    for level in (greenloop.PRIORITY_MIN, greenloop.PRIORITY_MAX):
+        entry = Entry()
+        refs.append(weakref.ref(entry))
+        loop._enqueue(level, entry)  # type: ignore[attr-defined]
+        del entry
+    loop.close()
+    assert [ref() for ref in refs] == [None, None]
+
+
 def test_priority_can_change_later() -> None:
     async def main() -> None:
         gt = greenloop.spawn(greenloop.sleep, 0.01)

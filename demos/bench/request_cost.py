@@ -18,7 +18,9 @@ Why: the floor bench (demos/bench/floor.py) times Knot-C at about 0.65x the even
 server on uvloop. The kernel's half of a request costs both about the same, so the rest of
 the gap is here, in Python executed per request, and this says in which layer. Instructions
 are not time (cache misses weigh differently, and the kernel is not counted); they are free
-of the machine's noise, so a change of a few percent shows in one run.
+of the machine's noise, so a change of a few percent shows in one run. The per-connection
+figures vary between runs by some 10-30 %: whether the acceptor finds the next connection
+already queued or waits for it depends on timing.
 
 Needs valgrind (``apt-get install valgrind``). About a minute per server.
 """

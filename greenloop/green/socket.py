@@ -502,9 +502,7 @@ class socket(_StdSocket):
                 f"{'write to' if write else 'read from'} this socket (fd {fd}); only one waiter "
                 "per socket and direction is supported"
             )
-        # registered(), written out: are we still the selector's entry for the fd?
-        key = None if waiter._cancelled else loop._selector._fd_to_key.get(fd)  # type: ignore[attr-defined]
-        if key is None or key.data[write] is not waiter:
+        if not waiter.registered():
             waiter.register(what)
         fut = waiter.fut = waiter.spare  # reused: make it a fresh one-shot Waiter again
         fut._done = False

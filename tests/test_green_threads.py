@@ -547,19 +547,28 @@ def test_blocking_on_asyncio_loop_explains_how_to_fix() -> None:
 # -- closing ----------------------------------------------------------------------------------
 
 
-def test_close_unwinds_parked_green_threads() -> None:
+@pytest.mark.parametrize(
+    "priority", [greenloop.PRIORITY_DEFAULT, greenloop.PRIORITY_MIN, greenloop.PRIORITY_MAX]
+)
+@pytest.mark.parametrize("wait", ["sleep", "future"])
+def test_close_unwinds_parked_green_threads(wait: str, priority: int) -> None:
+    # A sleep parks with a deadline (park()'s general path); a future with none (its
+    # common path, at any priority).
     events: list[str] = []
 
     def parked(i: int) -> None:
         try:
-            greenloop.sleep(100)
+            if wait == "sleep":
+                greenloop.sleep(100)
+            else:
+                greenloop.await_(asyncio.get_running_loop().create_future())
         finally:
             events.append(f"finally{i}")
 
     loop = greenloop.new_event_loop()
     try:
         asyncio.set_event_loop(loop)
-        gts = [loop.run_until_complete(_spawn_on(loop, parked, i)) for i in range(3)]
+        gts = [loop.run_until_complete(_spawn_on(loop, parked, i, priority=priority)) for i in range(3)]
         loop.run_until_complete(asyncio.sleep(0.01))
     finally:
         asyncio.set_event_loop(None)
@@ -622,9 +631,11 @@ def test_wait_ended_by_a_thrown_exception_never_gets_its_wakeup_later(where: str
     assert run(main()) == ["thrown", "later"]
 
 
-async def _spawn_on(loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> greenloop.GreenThread[Any]:
+async def _spawn_on(
+    loop: asyncio.AbstractEventLoop, fn: Any, *args: Any, priority: int = greenloop.PRIORITY_DEFAULT
+) -> greenloop.GreenThread[Any]:
     assert asyncio.get_running_loop() is loop
-    return greenloop.spawn(fn, *args)
+    return greenloop.spawn(fn, *args, priority=priority)
 
 
 # -- priorities -------------------------------------------------------------------------------

@@ -554,16 +554,17 @@ def _disarm(loop: Loop, fut: asyncio.Future[Any] | Waiter, switch: Any) -> None:
     """
     if fut.remove_done_callback(switch):
         return
-    for handle in loop._ready:  # type: ignore[attr-defined]
-        if getattr(handle, "_callback", None) is switch:
-            handle.cancel()
+    queues: tuple[Any, ...] = (loop._ready,)  # type: ignore[attr-defined]
+    resume = None
     if type(switch) is _LevelWake:
-        # It may have queued the thread's resume at its level already.
+        # It may have run already and queued the thread's resume, at the thread's level.
         resume = switch.glet.resume
-        for queue in (loop._ready, *loop._prio_ready):  # type: ignore[attr-defined]
-            for handle in queue:
-                if type(handle) is _loop.Wakeup and handle._run is resume:
-                    handle.cancel()
+        queues = (loop._ready, *loop._prio_ready)  # type: ignore[attr-defined]
+    for queue in queues:
+        for handle in queue:
+            callback = getattr(handle, "_callback", None)  # a Wakeup's is its _run
+            if callback is switch or (resume is not None and callback is resume):
+                handle.cancel()
 
 
 def _hand_over(loop: Loop) -> Any:

@@ -26,7 +26,6 @@ Writes results/floor-<date>-<commit>.{md,json} unless --no-write.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -106,26 +105,16 @@ def main() -> None:
     runs = measure(args.servers.split(","), args.clients, args.seconds, args.rounds)
     text, med = table(runs)
     command = "python -m demos.bench.floor " + " ".join(sys.argv[1:])
-    doc = "\n".join(
-        [
-            f"# Threads against events on one request path: {args.clients} clients, "
-            f"median of {args.rounds} rounds",
-            "",
-            report.machine_markdown(info, command.strip()),
-            "",
-            text,
-            "",
-        ]
+    report.publish(
+        f"Threads against events on one request path: {args.clients} clients, median of {args.rounds} rounds",
+        info,
+        command.strip(),
+        text,
+        directory=RESULTS,
+        name="floor",
+        data={"args": vars(args), "runs": runs, "median": med},
+        write=not args.no_write,
     )
-    print(doc)
-    if not args.no_write:
-        os.makedirs(RESULTS, exist_ok=True)
-        stem = os.path.join(RESULTS, f"floor-{info['date'][:10]}-{info['commit']}")
-        with open(stem + ".md", "w") as f:
-            f.write(doc)
-        with open(stem + ".json", "w") as f:
-            json.dump({"machine": info, "args": vars(args), "runs": runs, "median": med}, f, indent=1)
-        print(f"wrote {stem}.md and .json")
 
 
 if __name__ == "__main__":

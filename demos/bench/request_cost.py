@@ -360,25 +360,16 @@ def main(argv: list[str] | None = None) -> int:
             k: v - results[name]["bytecodes"].get(k, 0.0) for k, v in fresh.items()
         }
     command = "python -m demos.bench.request_cost " + " ".join(argv)
-    doc = "\n".join(
-        [
-            f"# What one request costs in user space: {args.requests} requests for {path}, one at a time",
-            "",
-            report.machine_markdown(info, command.strip()),
-            "",
-            table(results),
-            "",
-        ]
+    report.publish(
+        f"What one request costs in user space: {args.requests} requests for {path}, one at a time",
+        info,
+        command.strip(),
+        table(results),
+        directory=RESULTS,
+        name="request-cost",
+        data={"args": vars(args), "results": results},
+        write=not args.no_write,
     )
-    print(doc)
-    if not args.no_write:
-        os.makedirs(RESULTS, exist_ok=True)
-        stem = os.path.join(RESULTS, f"request-cost-{info['date'][:10]}-{info['commit']}")
-        with open(stem + ".md", "w") as f:
-            f.write(doc)
-        with open(stem + ".json", "w") as f:
-            json.dump({"machine": info, "args": vars(args), "results": results}, f, indent=1)
-        print(f"wrote {stem}.md and .json", file=sys.stderr)
     return 0
 
 

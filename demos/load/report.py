@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
+import json
 import os
 import platform
 import shutil
 import subprocess
+import sys
 from typing import Any
 
 from .. import gc_policy
@@ -68,6 +70,32 @@ def machine_markdown(info: dict[str, Any], command: str) -> str:
             *(f"- kernel: {note}" for note in info.get("tuning", [])),
         ]
     )
+
+
+def publish(
+    title: str,
+    info: dict[str, Any],
+    command: str,
+    body: str,
+    *,
+    directory: str,
+    name: str,
+    data: dict[str, Any],
+    write: bool = True,
+) -> None:
+    """Print a benchmark's results (title, machine, body); unless ``write`` is false, also
+    keep them as DIRECTORY/NAME-<date>-<commit>.md, and ``data`` with the machine as .json."""
+    doc = "\n".join([f"# {title}", "", machine_markdown(info, command), "", body, ""])
+    print(doc)
+    if not write:
+        return
+    os.makedirs(directory, exist_ok=True)
+    stem = os.path.join(directory, f"{name}-{info['date'][:10]}-{info['commit']}")
+    with open(stem + ".md", "w") as f:
+        f.write(doc)
+    with open(stem + ".json", "w") as f:
+        json.dump({"machine": info, **data}, f, indent=1)
+    print(f"wrote {stem}.md and .json", file=sys.stderr)
 
 
 def markdown_table(header: list[str], rows: list[list[Any]]) -> str:

@@ -49,6 +49,7 @@ FIG3_SERVERS = [
 FIG3_CLIENTS = [1, 4, 16, 64, 256, 1024, 4096, 16384]
 FIG2_SIZES = {
     "greenloop": [1, 10, 100, 1000, 10_000, 100_000, 1_000_000],
+    "greenlet": [1, 10, 100, 1000, 10_000, 100_000, 1_000_000],
     "threads": [1, 10, 100, 1000, 10_000],
     "asyncio": [1],
     "asyncio-dispatch": [1],
@@ -238,13 +239,38 @@ def _median_point(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return point
 
 
+def _fig2_summary(ok: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Each green pool's share of its peak at 100,000 threads and beyond, and what the growth
+    costs per request: the bare greenlets' growth is the part any scheduler on greenlet pays."""
+    lines = []
+    for impl, label in (("greenloop", "greenloop"), ("greenlet", "bare greenlets")):
+        rs = ok.get(impl, [])
+        if not rs:
+            continue
+        peak = max(r["rps"] for r in rs)
+        for r in rs:
+            if r["n"] >= 100_000:
+                extra = (1 / r["rps"] - 1 / peak) * 1e6
+                lines.append(
+                    f"{label} at {r['n']:,} threads: {r['rps'] / peak:.0%} of its peak "
+                    f"({extra:.2f} µs more per request than at its peak)."
+                )
+    return lines
+
+
 def figure2(args: argparse.Namespace, info: dict[str, Any]) -> None:
     sizes = dict(FIG2_SIZES)
     if args.pool_sizes:
         chosen = [int(s) for s in args.pool_sizes.split(",")]
         sizes = {impl: [1] if impl.startswith("asyncio") else chosen for impl in sizes}
     if args.quick:
-        sizes = {"greenloop": [1, 100, 10_000], "threads": [1, 100], "asyncio": [1], "asyncio-dispatch": [1]}
+        sizes = {
+            "greenloop": [1, 100, 10_000],
+            "greenlet": [1, 100, 10_000],
+            "threads": [1, 100],
+            "asyncio": [1],
+            "asyncio-dispatch": [1],
+        }
     seconds = args.duration or (1.0 if args.quick else 5.0)
     repeat = 1 if args.quick else args.repeat
     cpus = cpu_split()[0]
@@ -286,17 +312,13 @@ def figure2(args: argparse.Namespace, info: dict[str, Any]) -> None:
         ],
         rows,
     )
-    lines = []
+    lines = _fig2_summary(ok)
     green = ok.get("greenloop", [])
-    if green:
-        peak = max(r["rps"] for r in green)
-        for r in green:
-            if r["n"] >= 100_000:
-                lines.append(f"greenloop at {r['n']:,} green threads: {r['rps'] / peak:.0%} of its peak.")
     top = max((r["n"] for r in green), default=1)
     series = {}
     names = {
         "greenloop": "greenloop green threads",
+        "greenlet": "bare greenlets, round-robin (the floor)",
         "threads": "OS threads",
         "asyncio": "asyncio, one consumer (no dispatch per request)",
         "asyncio-dispatch": "asyncio, one callback per request",

@@ -1,6 +1,6 @@
 """Figure 2 of the paper: SEDA's threaded-server benchmark, on greenloop, OS threads, asyncio.
 
-    python -m demos.load.seda --impl greenloop|threads|asyncio --n N [--seconds S]
+    python -m demos.load.seda --impl greenloop|greenlet|threads|asyncio|asyncio-dispatch --n N [--seconds S]
 
 Prints one JSON line: completed requests per second, with N threads in the pool.
 
@@ -13,6 +13,10 @@ file just written, so it sits in the OS page cache). A producer keeps a request 
   yield``. The yield stands for the blocking point a real request has (writing the answer):
   every request costs one trip through the scheduler, so the cost of scheduling among N
   threads is what is measured as N grows;
+* bare greenlets (greenlet): the same pool with no event loop at all, a deque of greenlets
+  as the run queue and a plain loop switching to each in turn. The floor any scheduler built on
+  greenlet pays: the switch itself, whose cost grows with N as each thread's saved C stack
+  and frames fall out of the caches;
 * event server (asyncio): one consumer task pulls requests from the queue and handles them,
   yielding to the loop after each batch, as SEDA's event server does;
 * event dispatch (asyncio-dispatch): every request is its own event, a callback the loop
@@ -106,6 +110,57 @@ def run_greenloop(n: int, seconds: float, fd: int) -> dict[str, Any]:
         return {"rps": (d1 - d0) / (t2 - t1), "spawn_s": spawn_s}
 
     return greenloop.spawn(main).join()
+
+
+def run_greenlet(n: int, seconds: float, fd: int) -> dict[str, Any]:
+    import greenlet
+
+    hub = greenlet.getcurrent()  # the scheduler: round-robin over a deque, nothing else
+    ready: collections.deque[Any] = collections.deque()
+    waiting: collections.deque[Any] = collections.deque()  # parked workers' greenlets
+    queue: collections.deque[int] = collections.deque()
+    state = {"done": 0, "running": True}
+
+    def take() -> int:
+        if queue:
+            return queue.popleft()
+        waiting.append(greenlet.getcurrent())
+        return hub.switch()  # the producer hands a request over in the switch back
+
+    def worker(_first: int) -> None:  # the first switch(1) starts it
+        me = greenlet.getcurrent()
+        while state["running"]:
+            take()
+            os.pread(fd, READ, 0)
+            state["done"] += 1
+            ready.append(me)
+            hub.switch()
+
+    t0 = time.perf_counter()
+    workers = [greenlet.greenlet(worker) for _ in range(n)]
+    ready.extend(workers)
+    spawn_s = time.perf_counter() - t0
+    clock = time.perf_counter
+    marks: list[tuple[int, float]] = []
+    start = clock()
+    while True:
+        # The producer's turn, as in run_greenloop: one request per thread queued or handed over.
+        for _ in range(max(0, n - len(queue))):
+            if waiting:
+                ready.append(waiting.popleft())  # its switch(1) below is the request
+            else:
+                queue.append(1)
+        for _ in range(len(ready)):
+            ready.popleft().switch(1)
+        now = clock()
+        if not marks and now - start >= WARMUP:
+            marks.append((state["done"], now))
+        elif marks and now - marks[0][1] >= seconds:
+            marks.append((state["done"], now))
+            break
+    state["running"] = False
+    (d0, t1), (d1, t2) = marks
+    return {"rps": (d1 - d0) / (t2 - t1), "spawn_s": spawn_s}
 
 
 def run_threads(n: int, seconds: float, fd: int) -> dict[str, Any]:
@@ -215,6 +270,7 @@ def run_asyncio_dispatch(n: int, seconds: float, fd: int) -> dict[str, Any]:
 
 IMPLS = {
     "greenloop": run_greenloop,
+    "greenlet": run_greenlet,
     "threads": run_threads,
     "asyncio": run_asyncio,
     "asyncio-dispatch": run_asyncio_dispatch,

@@ -1,5 +1,6 @@
 """Figure 2's benchmark (demos/load/seda.py): every implementation runs and reports, and the
-figure's summary computes each pool's share of its peak and the time its growth costs."""
+figure's summary computes each pool's share of its peak and the time its growth costs; the floor
+bench's share of the rate kept across client counts (its Figure 3 counterpart)."""
 
 from __future__ import annotations
 
@@ -69,3 +70,38 @@ def test_figure2_summary_share_and_cost_of_growth() -> None:
         "bare greenlets at 1,000,000 threads: 50% of its peak (2.00 µs more per request than at its peak).",
     ]
     assert figures._fig2_summary({"greenloop": [], "threads": [{"n": 10, "rps": 1.0}]}) == []
+
+
+def test_floor_share_table_divides_by_the_first_client_count() -> None:
+    from demos.bench import floor
+
+    def runs(*rates: float) -> list[dict[str, float]]:
+        return [{"rps": r, "cpu_us": 1e6 / r, "errors": 0} for r in rates]
+
+    med = {
+        64: floor.medians(
+            {"knot-c": runs(40_000, 50_000, 45_000), "uvloop-httptools": runs(60_000, 60_000, 60_000)}
+        ),
+        16384: floor.medians(
+            {"knot-c": runs(27_000, 30_000, 29_000), "uvloop-httptools": runs(48_000, 45_000, 40_000)}
+        ),
+    }
+    assert med[64]["knot-c"]["rps"] == 45_000
+    assert med[16384]["knot-c"]["low"] == 27_000
+    assert floor.share_table(med).splitlines()[2:] == [
+        "| knot-c | 64% |",  # 29,000 / 45,000
+        "| uvloop-httptools | 75% |",  # 45,000 / 60,000
+    ]
+
+
+@pytest.mark.parametrize("bad", ["64,x", "0", "64,64", ""])
+def test_floor_rejects_bad_client_counts(bad: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "demos.bench.floor", "--clients", bad, "--no-write"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=servers.REPO,
+    )
+    assert out.returncode == 2
+    assert "--clients" in out.stderr

@@ -9,10 +9,12 @@ closed-loop keep-alive clients (wrk with demos/load/knot.lua, 10 requests per co
 average) at 1 ... 16,384 clients over the document tree of demos/load/tree.py. Per point:
 requests/s, Mbit/s, p99 latency, failed requests, and the server's peak RSS. Servers: Knot-C
 and Knot-A on greenloop, the same Knot code on gevent and on OS threads, aiohttp on asyncio
-and on uvloop, and the event-style reference (uvloop + httptools with Knot's parser and cache).
+and on uvloop, the event-style reference (uvloop + httptools with Knot's parser and cache), and
+the floor for green threads: the same request code on bare greenlets and a dozen-line epoll hub.
 
 Figure 2 (SEDA's threaded-server benchmark, demos/load/seda.py): requests per second versus
-pool size, for greenloop green threads (1 ... 1,000,000), OS threads (as far as the machine
+pool size, for greenloop green threads (1 ... 1,000,000), the same pool on bare greenlets
+with a deque for a scheduler (the floor), OS threads (as far as the machine
 allows: 10,000 by default), and two asyncio event servers: one consumer pulling requests in
 batches (SEDA's), and one callback per request (the event dual of one thread switch each).
 
@@ -45,6 +47,7 @@ FIG3_SERVERS = [
     "aiohttp-static",
     "uvloop-httptools",
     "greenloop-httptools",
+    "bare-greenlets",
 ]
 FIG3_CLIENTS = [1, 4, 16, 64, 256, 1024, 4096, 16384]
 FIG2_SIZES = {
@@ -176,6 +179,7 @@ _FIG3_VERSUS = [
     ("knot-gevent", "Knot on gevent"),
     ("uvloop-httptools", "the event-style uvloop + httptools server"),
     ("greenloop-httptools", "the same event-style server on greenloop's loop"),
+    ("bare-greenlets", "the bare-greenlet floor"),
 ]
 
 

@@ -22,6 +22,10 @@ of the machine's noise, so a change of a few percent shows in one run. The per-c
 figures vary between runs by some 10-30 %: whether the acceptor finds the next connection
 already queued or waits for it depends on timing.
 
+Read the bytecode counts on 3.11: on 3.12 and 3.13 the opcode tracer misses frames (Knot-C
+comes out at 855 and 824 bytecodes per request against 1,064 on 3.11, with no count at all
+for the loop's run function), while the instruction counts stay whole.
+
 Needs valgrind (``apt-get install valgrind``). About a minute per server.
 """
 
@@ -201,6 +205,7 @@ def _traced(out: str, argv: list[str]) -> None:
     """Run ``python -m MODULE ARGS`` with every executed bytecode counted by function; each
     SIGUSR1 writes the counts so far to ``out``."""
     counts: collections.Counter[str] = collections.Counter()
+    writing = [False]  # the dump's own bytecodes are not the server's
 
     def on_call(frame: Any, event: str, arg: Any) -> Any:
         code = frame.f_code
@@ -208,18 +213,23 @@ def _traced(out: str, argv: list[str]) -> None:
         frame.f_trace_opcodes = True
 
         def on_opcode(frame: Any, event: str, arg: Any) -> Any:
-            if event == "opcode":
+            if event == "opcode" and not writing[0]:
                 counts[key] += 1
             return on_opcode
 
         return on_opcode
 
     def dump(*_: Any) -> None:
-        sys.settrace(None)
-        with open(out + ".tmp", "w") as f:
-            json.dump(counts, f)
-        os.replace(out + ".tmp", out)
-        sys.settrace(on_call)
+        # Tracing stays on: switching it off and on again from a signal handler hangs a
+        # greenloop server on 3.12 (seen with Knot); a flag is enough to leave the dump out.
+        writing[0] = True
+        try:
+            snapshot = dict(counts)
+            with open(out + ".tmp", "w") as f:
+                json.dump(snapshot, f)
+            os.replace(out + ".tmp", out)
+        finally:
+            writing[0] = False
 
     signal.signal(signal.SIGUSR1, dump)
     if argv[:1] != ["-m"] or len(argv) < 2:

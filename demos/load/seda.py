@@ -1,4 +1,4 @@
-"""Figure 2 of the paper: SEDA's threaded-server benchmark, on greenloop, OS threads, asyncio.
+"""Figure 2 of the paper: SEDA's threaded-server benchmark, on greenloop, bare greenlets, OS threads, asyncio.
 
     python -m demos.load.seda --impl greenloop|greenlet|threads|asyncio|asyncio-dispatch --n N [--seconds S]
 

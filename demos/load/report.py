@@ -127,10 +127,13 @@ def plot(path: str, title: str, series: Series, panels: list[dict[str, Any]]) ->
 
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.8), squeeze=False)
     for ax, panel in zip(axes[0], panels, strict=True):
-        for label, points in series.items():
+        for i, (label, points) in enumerate(series.items()):
             xs = [x for x, _ in points]
             ys = [values[panel["key"]] for _, values in points]
-            ax.plot(xs, ys, marker="o", markersize=3, label=label)
+            # Ten colours, then the same colours dashed: an eleventh series must not look
+            # like the first.
+            style = {"color": f"C{i % 10}", "linestyle": ("-", "--", ":", "-.")[i // 10 % 4]}
+            ax.plot(xs, ys, marker="o", markersize=3, label=label, **style)
         ax.set_xscale("log", base=panel.get("xbase", 2))
         if panel.get("log_y"):
             ax.set_yscale("log")

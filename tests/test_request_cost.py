@@ -59,3 +59,20 @@ def test_places_and_layers() -> None:
     assert request_cost._layer("bare_greenlets/__main__.py:Hub.run") == "loop, sockets, threads"
     assert request_cost._layer("greenloop/_hub.py:park") == "loop, sockets, threads"
     assert request_cost._layer("asyncio/events.py:Handle._run") == "loop, sockets, threads"
+
+
+def test_table_totals_places_and_layers() -> None:
+    results = {
+        "knot-c": {
+            "request": {"bytecode loop": 29_687.4, "CPython": 31_534.0},
+            "connection": {"CPython": 120_076.0, "libc": 100.0},
+            "bytecodes": {"knot/server.py:Knot.answer": 65.0, "greenloop/_hub.py:park": 72.0},
+            "connection bytecodes": {"knot/server.py:Knot.connection": 84.0},
+        }
+    }
+    lines = request_cost.table(results).splitlines()
+    # per request = the places' sum; a place not seen is 0; per connection = its own sum
+    assert "| knot-c | 61,221 | 29,687 | 31,534 | 0 | 0 | 0 | 0 | 0 | 120,176 |" in lines
+    # bytecodes: the total, then the loop's layer and the server's, then the top functions
+    assert "| knot-c | 137 | 72 | 65 | greenloop/_hub.py:park 72, knot/server.py:Knot.answer 65 |" in lines
+    assert "| knot-c | 84 | 0 | 84 | knot/server.py:Knot.connection 84 |" in lines

@@ -134,12 +134,10 @@ def main() -> None:
         info["tuning"] = notes
         runs = measure(args.servers.split(","), counts, args.seconds, args.rounds)
     med = {c: medians(rs) for c, rs in runs.items()}
-    text = (
-        "\n\n".join(f"{c:,} clients:\n\n{table(m)}" for c, m in med.items())
-        if len(counts) > 1
-        else table(med[counts[0]])
-    )
-    if len(counts) > 1:
+    if len(counts) == 1:
+        text = table(med[counts[0]])
+    else:
+        text = "\n\n".join(f"{c:,} clients:\n\n{table(m)}" for c, m in med.items())
         text += "\n\nShare of the rate kept, against the first client count:\n\n" + share_table(med)
     shown = ", ".join(f"{c:,}" for c in counts)
     command = "python -m demos.bench.floor " + " ".join(sys.argv[1:])

@@ -292,37 +292,36 @@ def _layer(key: str) -> str:
 
 def table(results: dict[str, dict[str, Any]]) -> str:
     places = ["bytecode loop", "CPython", "greenlet", "httptools", "uvloop", "libc", "other"]
-    lines = [
-        "Instructions per kept-alive request, and per connection beyond its requests (valgrind):",
-        "",
-        "| server | per request | " + " | ".join(places) + " | per connection |",
-        "|---|---:|" + "---:|" * (len(places) + 1),
-    ]
+    rows = []
     for name, r in results.items():
         req, conn = r["request"], r["connection"]
-        cells = [name, f"{sum(req.values()):,.0f}", *(f"{req.get(p, 0.0):,.0f}" for p in places)]
-        cells.append(f"{sum(conn.values()):,.0f}")
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "Python bytecodes executed per kept-alive request, by layer, and the functions with the most:",
-        "",
-        "| server | bytecodes | loop, sockets, threads | server code | top functions (bytecodes) |",
-        "|---|---:|---:|---:|---|",
+        rows.append([name, round(sum(req.values())), *(round(req.get(p, 0.0)) for p in places)])
+        rows[-1].append(round(sum(conn.values())))
+    bytecode_header = [
+        "server",
+        "bytecodes",
+        "loop, sockets, threads",
+        "server code",
+        "top functions (bytecodes)",
     ]
-    lines += _bytecode_rows(results, "bytecodes")
-    lines += [
-        "",
-        "Python bytecodes executed per connection, beyond its one request:",
-        "",
-        "| server | bytecodes | loop, sockets, threads | server code | top functions (bytecodes) |",
-        "|---|---:|---:|---:|---|",
-    ]
-    lines += _bytecode_rows(results, "connection bytecodes")
-    return "\n".join(lines)
+    return "\n".join(
+        [
+            "Instructions per kept-alive request, and per connection beyond its requests (valgrind):",
+            "",
+            report.markdown_table(["server", "per request", *places, "per connection"], rows),
+            "",
+            "Python bytecodes executed per kept-alive request, by layer, and the functions with the most:",
+            "",
+            report.markdown_table(bytecode_header, _bytecode_rows(results, "bytecodes")),
+            "",
+            "Python bytecodes executed per connection, beyond its one request:",
+            "",
+            report.markdown_table(bytecode_header, _bytecode_rows(results, "connection bytecodes")),
+        ]
+    )
 
 
-def _bytecode_rows(results: dict[str, dict[str, Any]], which: str) -> list[str]:
+def _bytecode_rows(results: dict[str, dict[str, Any]], which: str) -> list[list[Any]]:
     rows = []
     for name, r in results.items():
         ops = r[which]
@@ -331,8 +330,7 @@ def _bytecode_rows(results: dict[str, dict[str, Any]], which: str) -> list[str]:
             layers[_layer(key)] += n
         top = ", ".join(f"{k} {v:.0f}" for k, v in sorted(ops.items(), key=lambda kv: -kv[1])[:8])
         loop, own = layers["loop, sockets, threads"], layers["server code"]
-        cells = [name, f"{sum(ops.values()):,.0f}", f"{loop:,.0f}", f"{own:,.0f}", top]
-        rows.append("| " + " | ".join(cells) + " |")
+        rows.append([name, round(sum(ops.values())), round(loop), round(own), top])
     return rows
 
 

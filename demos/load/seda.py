@@ -140,9 +140,8 @@ def run_greenlet(n: int, seconds: float, fd: int) -> dict[str, Any]:
     workers = [greenlet.greenlet(worker) for _ in range(n)]
     ready.extend(workers)
     spawn_s = time.perf_counter() - t0
-    clock = time.perf_counter
-    marks: list[tuple[int, float]] = []
-    start = clock()
+    warm_until = time.perf_counter() + WARMUP
+    d0, t1 = 0, 0.0  # the window's start, once the warm-up is over (t1 > 0)
     while True:
         # The producer's turn, as in run_greenloop: one request per thread queued or handed over.
         for _ in range(max(0, n - len(queue))):
@@ -152,14 +151,13 @@ def run_greenlet(n: int, seconds: float, fd: int) -> dict[str, Any]:
                 queue.append(1)
         for _ in range(len(ready)):
             ready.popleft().switch(1)
-        now = clock()
-        if not marks and now - start >= WARMUP:
-            marks.append((state["done"], now))
-        elif marks and now - marks[0][1] >= seconds:
-            marks.append((state["done"], now))
+        now = time.perf_counter()  # between rounds, as run_greenloop reads it between sleeps
+        if not t1 and now >= warm_until:
+            d0, t1 = state["done"], now
+        elif t1 and now - t1 >= seconds:
             break
     state["running"] = False
-    (d0, t1), (d1, t2) = marks
+    d1, t2 = state["done"], now
     return {"rps": (d1 - d0) / (t2 - t1), "spawn_s": spawn_s}
 
 
